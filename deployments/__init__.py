@@ -1,0 +1,1 @@
+"""Deployment helpers and automations kept as code (applied by `make deploy`)."""

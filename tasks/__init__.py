@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers around core functions (retries, logging, artifacts)."""
