@@ -1,0 +1,36 @@
+"""Order-independent content hash of a table.
+
+The hash of a table is the sum, modulo 2**256, of the sha256 digests of its records'
+``<string>`` texts. Addition commutes, so a restored table can be checked against the
+manifest without sorting its records, and records can be hashed as they stream by.
+"""
+
+import hashlib
+
+_MOD = 1 << 256
+
+
+class TableHasher:
+    """Accumulates the count and order-independent hash of a stream of record texts."""
+
+    __slots__ = ("_sum", "count")
+
+    def __init__(self) -> None:
+        self._sum = 0
+        self.count = 0
+
+    def add(self, record_text: str) -> None:
+        digest = hashlib.sha256(record_text.encode("utf-8")).digest()
+        self._sum = (self._sum + int.from_bytes(digest, "big")) % _MOD
+        self.count += 1
+
+    def hexdigest(self) -> str:
+        return f"{self._sum:064x}"
+
+
+def table_hash(record_texts: "list[str] | tuple[str, ...]") -> str:
+    """The hash of a whole (small) collection of record texts."""
+    hasher = TableHasher()
+    for text in record_texts:
+        hasher.add(text)
+    return hasher.hexdigest()

@@ -1,0 +1,330 @@
+"""Connections to SurrealDB from a URL, embedded or remote, through the 3.x Python SDK.
+
+One small wrapper so that every other module speaks SurrealQL text and gets one clear error
+(naming the URL without any secret) instead of an SDK exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from pydantic import SecretStr
+
+from spectron_backup.errors import OperationFailed, UsageError
+
+EMBEDDED_SCHEMES = ("mem", "memory", "surrealkv", "surrealkv+versioned", "file")
+REMOTE_SCHEMES = ("ws", "wss", "http", "https")
+SUPPORTED = "mem://, surrealkv://PATH, ws://HOST:PORT, wss://, http:// or https://"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to sign in to a remote server. Embedded engines need none (the session is root)."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    #: where the user is defined: None = root, else a namespace (and database) user
+    auth_namespace: str | None = None
+    auth_database: str | None = None
+
+    @classmethod
+    def from_env(cls, prefix: str = "SURREAL_") -> Credentials:
+        """The `surreal` CLI's own variables: SURREAL_USER, SURREAL_PASS, SURREAL_TOKEN."""
+        password = os.environ.get(f"{prefix}PASS")
+        token = os.environ.get(f"{prefix}TOKEN")
+        return cls(
+            username=os.environ.get(f"{prefix}USER"),
+            password=SecretStr(password) if password else None,
+            token=SecretStr(token) if token else None,
+        )
+
+
+class StatementError(OperationFailed):
+    """A SurrealQL statement returned an error."""
+
+    def __init__(self, message: str, statement_index: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.statement_index = statement_index
+
+
+class QueryRejected(OperationFailed):
+    """The whole query was rejected before running (a parse error, for example)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password or token that someone may have written into it."""
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}@" if parts.username else ""
+        return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+    return url
+
+
+def url_scheme(url: str) -> str:
+    if url in ("mem", "memory"):
+        return "mem"
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", url)
+    if not match:
+        raise UsageError(f"not a SurrealDB URL: {redact_url(url)!r}; use {SUPPORTED}")
+    return match.group(1).lower()
+
+
+def embedded_path(url: str) -> str | None:
+    """The directory of an embedded on-disk store, or None for memory and remote URLs."""
+    scheme = url_scheme(url)
+    if scheme in ("surrealkv", "surrealkv+versioned", "file"):
+        return url.split("://", 1)[1]
+    return None
+
+
+def surreal_identifier(name: str) -> str:
+    """Quote a table/namespace/database name as SurrealQL accepts it everywhere."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+class SurrealConnection:
+    """An open connection, with namespace/database selection and text queries."""
+
+    def __init__(
+        self, url: str, credentials: Credentials | None = None, *, must_exist: bool = False
+    ):
+        self.url = url
+        self.display_url = redact_url(url)
+        self.scheme = url_scheme(url)
+        self.credentials = credentials or Credentials()
+        self._db: Any = None
+        if self.scheme == "rocksdb":
+            raise UsageError(
+                f"{self.display_url}: rocksdb:// is not available in the embedded engine this tool "
+                "ships (surrealdb-embedded 3.0.0b10 has surrealkv only); use surrealkv://PATH, "
+                "or run a SurrealDB server on the RocksDB store and connect with ws://"
+            )
+        if self.scheme not in EMBEDDED_SCHEMES + REMOTE_SCHEMES:
+            raise UsageError(
+                f"unsupported SurrealDB URL scheme {self.scheme}:// in "
+                f"{self.display_url!r}; use {SUPPORTED}"
+            )
+        path = embedded_path(url)
+        if must_exist and path is not None and not os.path.isdir(path):
+            raise UsageError(
+                f"no SurrealDB store at {path} (from {self.display_url}); check the path"
+            )
+        self._open()
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.scheme in EMBEDDED_SCHEMES
+
+    @property
+    def has_transactions(self) -> bool:
+        """Interactive transactions exist over WebSocket only (3.x SDK)."""
+        return self.scheme in ("ws", "wss")
+
+    def _open(self) -> None:
+        from surrealdb import Surreal
+        from surrealdb.errors import SurrealError
+
+        url = self.url
+        if (
+            self.scheme in REMOTE_SCHEMES
+            and self.scheme.startswith("ws")
+            and not urlsplit(url).path
+        ):
+            url = url.rstrip("/") + "/rpc"
+        try:
+            db = Surreal(url)
+            db.connect()
+            if self.scheme in ("http", "https"):
+                db.version()  # HTTP connects lazily: ask once so an unreachable server is told now
+        except SurrealError as exc:
+            raise self._open_error(exc) from None
+        except OSError as exc:
+            raise UsageError(f"cannot reach SurrealDB at {self.display_url}: {exc}") from None
+        self._db = db
+        if not self.is_embedded:
+            self._sign_in()
+
+    def _open_error(self, exc: Exception) -> UsageError:
+        text = str(exc)
+        if "already locked" in text:
+            return UsageError(
+                f"the embedded store {self.display_url} is in use by another process (an embedded "
+                "store can be opened by one process at a time): stop that process, or point at "
+                "the SurrealDB server that serves it"
+            )
+        text = text.replace(self.url, self.display_url)
+        return UsageError(f"cannot open SurrealDB at {self.display_url}: {text}")
+
+    def _sign_in(self) -> None:
+        from surrealdb.errors import SurrealError
+
+        creds = self.credentials
+        try:
+            if creds.token is not None:
+                self._db.authenticate(creds.token.get_secret_value())
+            elif creds.username:
+                vars: dict[str, Any] = {
+                    "username": creds.username,
+                    "password": creds.password.get_secret_value() if creds.password else "",
+                }
+                if creds.auth_namespace:
+                    vars["namespace"] = creds.auth_namespace
+                if creds.auth_database:
+                    vars["database"] = creds.auth_database
+                self._db.signin(vars)
+        except SurrealError as exc:
+            who = f"user {creds.username!r}" if creds.username else "the token"
+            message = _scrub(str(exc), creds)
+            raise UsageError(
+                f"SurrealDB at {self.display_url} refused {who}: {message}; check the "
+                "credentials (SURREAL_USER / SURREAL_PASS / SURREAL_TOKEN)"
+            ) from None
+
+    # -- queries ---------------------------------------------------------------------
+
+    def use(self, namespace: str, database: str) -> None:
+        self._db.use(namespace, database)
+
+    def query(
+        self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
+    ) -> list[dict[str, Any]]:
+        """Run SurrealQL; return one result dict (status, result) per statement.
+
+        Raises QueryRejected when the query as a whole was refused (a parse error), and
+        UsageError when the server is gone.
+        """
+        from surrealdb.errors import SurrealError
+
+        try:
+            response = (
+                self._db.query_raw(sql, vars or {}, txn_id=txn)
+                if txn
+                else self._db.query_raw(sql, vars or {})
+            )
+        except SurrealError as exc:
+            raise OperationFailed(
+                f"SurrealDB at {self.display_url}: {_scrub(str(exc), self.credentials)}"
+            ) from None
+        if "error" in response:
+            error = response["error"]
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            raise QueryRejected(message)
+        return response.get("result") or []
+
+    def run(
+        self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
+    ) -> list[Any]:
+        """Run SurrealQL; return each statement's result, raising on the first failed one."""
+        results = self.query(sql, vars, txn=txn)
+        values = []
+        for index, item in enumerate(results):
+            if item.get("status") != "OK":
+                raise StatementError(str(item.get("result")), index)
+            values.append(item.get("result"))
+        return values
+
+    def run_one(
+        self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
+    ) -> Any:
+        values = self.run(sql, vars, txn=txn)
+        return values[-1] if values else None
+
+    # -- catalogue -------------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        info = self.run_one("INFO FOR ROOT") or {}
+        return sorted(info.get("namespaces", {}))
+
+    def databases(self, namespace: str) -> list[str]:
+        """Databases of an existing namespace (selecting a missing one would create it)."""
+        info = self.run_one(f"USE NS {surreal_identifier(namespace)}; INFO FOR NS") or {}
+        return sorted(info.get("databases", {}))
+
+    def database_exists(self, namespace: str, database: str) -> bool:
+        return namespace in self.namespaces() and database in self.databases(namespace)
+
+    def use_existing(self, namespace: str, database: str) -> None:
+        """Select a database that must exist, with an error that names what is missing."""
+        if namespace not in self.namespaces():
+            raise UsageError(f"namespace {namespace!r} does not exist on {self.display_url}")
+        if database not in self.databases(namespace):
+            raise UsageError(
+                f"database {database!r} does not exist in namespace {namespace!r} "
+                f"on {self.display_url}"
+            )
+        self.use(namespace, database)
+
+    def engine_version(self) -> str:
+        try:
+            return str(self._db.version())
+        except Exception:
+            return "unknown"
+
+    # -- snapshot reads ------------------------------------------------------------
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[UUID | None]:
+        """A read transaction over WebSocket (cancelled at the end), else None.
+
+        Embedded stores are opened exclusively by this process, so nothing writes while we read;
+        over HTTP there is no session and so no snapshot: callers record that.
+        """
+        if not self.has_transactions:
+            yield None
+            return
+        txn = self._db.begin()
+        try:
+            yield txn
+        finally:
+            with suppress(Exception):  # a read transaction has nothing to lose
+                self._db.cancel(txn)
+
+    def snapshot_method(self) -> str:
+        if self.is_embedded:
+            return "exclusive embedded store"
+        if self.has_transactions:
+            return "read transaction"
+        return "none (http has no session: pages were read in separate transactions)"
+
+    def close(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            finally:
+                self._db = None
+
+    def __enter__(self) -> SurrealConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _scrub(text: str, creds: Credentials) -> str:
+    """Remove any secret the SDK may have echoed into an error message."""
+    for secret in (creds.password, creds.token):
+        if secret is not None and secret.get_secret_value():
+            text = text.replace(secret.get_secret_value(), "***")
+    return text
+
+
+def connect(
+    url: str, credentials: Credentials | None = None, *, must_exist: bool = False
+) -> SurrealConnection:
+    return SurrealConnection(url, credentials, must_exist=must_exist)
