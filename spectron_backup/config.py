@@ -1,0 +1,202 @@
+"""The configuration file (design section 10), validated by pydantic.
+
+One YAML file (`--config`, or `SPECTRON_BACKUP_CONFIG`), overridable key by key with
+environment variables `SPECTRON_BACKUP__SECTION__KEY` (for example
+`SPECTRON_BACKUP__SOURCE__PASSWORD`), which win over the file. Passwords, keys and the
+webhook URL are secret types: they print as `**********` everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from spectron_backup.durations import parse_duration
+from spectron_backup.errors import UsageError
+
+CONFIG_ENV = "SPECTRON_BACKUP_CONFIG"
+ENV_PREFIX = "SPECTRON_BACKUP__"
+
+Duration = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v))]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContextFilter(_Section):
+    include: list[str] = Field(
+        default_factory=list, description="Context ids to back up; empty = all"
+    )
+    exclude: list[str] = Field(default_factory=list)
+
+    def selects(self, context_id: str) -> bool:
+        return (not self.include or context_id in self.include) and context_id not in self.exclude
+
+
+class SourceConfig(_Section):
+    url: str = Field(
+        description="The Spectron SurrealDB: ws://host:8000, surrealkv:///path, mem://"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    auth_namespace: str | None = None
+    control_namespace: str = "spectron"
+    control_database: str = "metadata"
+    jobqueue_database: str = "_jobqueue"
+    contexts: ContextFilter = Field(default_factory=ContextFilter)
+
+
+class S3Location(_Section):
+    url: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class TargetConfig(S3Location):
+    url: str = Field(description="Where backups go: s3://bucket/prefix or file:///path")
+    sse: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str) -> str:
+        if not url.startswith(("s3://", "file://")):
+            raise ValueError(
+                f"{url!r} is not a backup target: use s3://bucket/prefix or file:///path"
+            )
+        return url
+
+
+class DocumentsConfig(S3Location):
+    pass
+
+
+class KeepConfig(_Section):
+    daily_days: int = Field(30, ge=0)
+    weekly_days: int = Field(365, ge=0)
+    monthly_days: int = Field(0, ge=0)
+    yearly_days: int = Field(0, ge=0)
+    min_keep: int = Field(3, ge=1)
+    incomplete_grace: Duration = timedelta(hours=24)
+
+
+class BackupsConfig(_Section):
+    parallelism: int = Field(4, ge=1, le=64)
+    compression_level: int = Field(3, ge=1, le=22)
+    keep: KeepConfig = Field(default_factory=KeepConfig)
+
+
+class DrillConfig(_Section):
+    scratch_url: str | None = None
+    selection: Literal["latest", "random"] = "latest"
+    window_days: int = Field(30, ge=1)
+
+
+class EncryptionConfig(_Section):
+    recipients: list[str] = Field(default_factory=list)
+    identity: SecretStr | None = None
+
+
+class AlertsConfig(_Section):
+    # A Slack webhook URL is itself a credential.
+    webhook_url: SecretStr | None = None
+
+
+class SweepConfig(_Section):
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    max_delete_fraction: float = Field(0.5, gt=0, le=1)
+    valid_until_grace: Duration = timedelta(0)
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    source: SourceConfig
+    target: TargetConfig
+    documents: DocumentsConfig | None = None
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    drill: DrillConfig = Field(default_factory=DrillConfig)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    #: Spectron's per-scope memory TTL policies (design section 7), validated by the sweep.
+    retention: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which is passed in as init values.
+        return (env_settings, init_settings)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{where}: required, but not set"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key (check its spelling against the README's example)"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def load_config(
+    path: Path | str | None = None, *, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Read, merge and validate the configuration; UsageError names every bad key."""
+    path = path or os.environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    origin = "the environment"
+    if path:
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"configuration file {path} does not exist") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            raise UsageError(
+                f"configuration file {path} is not valid YAML{at}: {getattr(exc, 'problem', exc)}"
+            ) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UsageError(
+                f"configuration file {path} must be a mapping of sections (source:, target:, ...)"
+            )
+        data = loaded
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise UsageError(f"configuration ({origin}): {problems}") from None
