@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True, highlight=False)
+if not err.is_terminal:
+    # Logs and CI output: do not fold lines at rich's default 80 columns.
+    err = Console(stderr=True, highlight=False, width=160, soft_wrap=True)
 
 
 def print_json(document: Any) -> None:

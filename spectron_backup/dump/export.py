@@ -2,24 +2,33 @@
 
 The schema comes from `INFO FOR DB` / `INFO FOR TABLE`; records are serialised by the engine
 itself (`<string> $this` prints exactly the literal the real exporter writes) and read in
-pages by record-id range (see `pages`), so memory stays flat whatever the
+pages by record id (see `pages`), so memory stays flat whatever the
 table size. Layout follows the real exporter with two deliberate differences that make the
 dump import cleanly: fields are written as `DEFINE FIELD OVERWRITE` (the automatic `in`/`out`
-and `x.*` fields otherwise fail with "already exists"), and relation tables come after all
-other tables so that ENFORCED edges find their endpoints.
+and `x.*` fields otherwise fail with "already exists"), relation tables come after all
+other tables so that ENFORCED edges find their endpoints, and view tables (`AS SELECT`) come
+last, after the tables they read, without data: defining a view over a table that does not
+exist yet fails, and defining it over restored data fills it (so its rows, written out, would
+fail with "already exists"). Their rows still count in the summary's count and hash.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from spectron_backup.content_hash import TableHasher
-from spectron_backup.dump.format import DB_SECTIONS, INSERT_BATCH, REDACTED, section_header
-from spectron_backup.dump.pages import iter_record_pages
-from spectron_backup.errors import UsageError
+from spectron_backup.dump.format import (
+    DB_SECTIONS,
+    INSERT_BATCH,
+    REDACTED,
+    comment_text,
+    section_header,
+)
+from spectron_backup.dump.pages import iter_record_pages, table_count
+from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.surreal import QueryRejected, SurrealConnection, surreal_identifier
 
 
@@ -70,6 +79,8 @@ class _Table:
     name: str
     define: str
     kind: str  # NORMAL | RELATION | ANY
+    #: a view (`AS SELECT`): the engine computes its records from its source tables
+    view: bool = False
 
     @property
     def may_hold_edges(self) -> bool:
@@ -132,11 +143,7 @@ class Exporter:
             out.write(section_header("OPTION"))
             out.write("OPTION IMPORT;\n\n")
             self._write_db_sections(out, info, summary)
-            # Relation tables last: an ENFORCED edge needs its endpoints' data first.
-            ordered = [t for t in tables if t.kind != "RELATION"] + [
-                t for t in tables if t.kind == "RELATION"
-            ]
-            for table in ordered:
+            for table in self._restore_order(tables, txn):
                 self._write_table(out, table, summary, txn)
         summary.seconds = time.perf_counter() - started
         return summary
@@ -146,7 +153,7 @@ class Exporter:
     def _preamble(self, summary: ExportSummary) -> str:
         snapshot = "yes" if summary.snapshot else "NO"
         return (
-            f"-- spectron-backup dump of {self.namespace}/{self.database}\n"
+            f"-- spectron-backup dump of {comment_text(f'{self.namespace}/{self.database}')}\n"
             f"-- engine: {summary.engine_version}; consistent snapshot: {snapshot} "
             f"({summary.snapshot_method})\n\n"
         )
@@ -165,7 +172,7 @@ class Exporter:
                         f"{name!r}; the dump cannot restore it: redefine it after a restore"
                     )
                     summary.warnings.append(message)
-                    out.write(f"-- WARNING: {message}\n")
+                    out.write(f"-- WARNING: {comment_text(message)}\n")
                 out.write(f"{define};\n")
             out.write("\n")
 
@@ -190,6 +197,30 @@ class Exporter:
                     "rename the table (for example with a copy to a new name) before backing it up"
                 ) from None
 
+    def _restore_order(self, tables: list[_Table], txn: Any) -> list[_Table]:
+        """Relation tables after the others (an ENFORCED edge needs its endpoints' data
+        first), then views, each after every table it reads (`INFO FOR TABLE src` lists the
+        views fed by src), since a view cannot be defined before its sources."""
+        sources: dict[str, set[str]] = {}
+        for table in tables:
+            info = (
+                self.conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}", txn=txn) or {}
+            )
+            for view in info.get("tables") or {}:
+                sources.setdefault(view, set()).add(table.name)
+        plain = [t for t in tables if t.name not in sources]
+        ordered = [t for t in plain if t.kind != "RELATION"] + [
+            t for t in plain if t.kind == "RELATION"
+        ]
+        placed = {t.name for t in ordered}
+        views = [replace(t, view=True) for t in tables if t.name in sources]
+        while views:
+            ready = [v for v in views if sources[v.name] <= placed | {v.name}] or views[:1]
+            ordered += ready
+            placed |= {v.name for v in ready}
+            views = [v for v in views if v.name not in placed]
+        return ordered
+
     def _write_table(self, out: TextIO, table: _Table, summary: ExportSummary, txn: Any) -> None:
         conn = self.conn
         table_info = conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}", txn=txn) or {}
@@ -210,6 +241,10 @@ class Exporter:
         ):
             records = [text for text, is_edge in page if not is_edge]
             edges = [text for text, is_edge in page if is_edge]
+            if table.view:
+                for text in records + edges:
+                    hasher.add(text)
+                continue
             if not header_written:
                 out.write("\n" + section_header(f"TABLE DATA: {table.name}"))
                 header_written = True
@@ -225,8 +260,25 @@ class Exporter:
                 self.progress(table.name, hasher.count)
         if header_written:
             out.write("\n")
+        if table.view:
+            out.write(
+                f"-- VIEW DATA: {comment_text(table.name)}: not written; the engine computes the view's "
+                f"{hasher.count} records from its source tables when the view is defined\n"
+            )
         out.write("\n")
+        self._check_count(table.name, hasher.count, summary, txn)
         summary.tables[table.name] = TableSummary(hasher.count, hasher.hexdigest())
+
+    def _check_count(self, table: str, exported: int, summary: ExportSummary, txn: Any) -> None:
+        """The records written must be the records the engine counts: a dump that silently
+        misses records is the one failure a backup tool must never have."""
+        counted = table_count(self.conn, table, txn=txn)
+        if counted == exported:
+            return
+        message = f"{self.namespace}/{self.database}: table {table!r}: exported {exported} records but the engine counts {counted}"
+        if summary.snapshot:
+            raise OperationFailed(message + " within the same snapshot; the dump is not usable")
+        summary.warnings.append(message + " (no snapshot: the table changed while it was read)")
 
 
 def export_database(

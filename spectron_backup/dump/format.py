@@ -24,5 +24,11 @@ REDACTED = "'[REDACTED]'"
 INSERT_BATCH = 1000
 
 
+def comment_text(text: str) -> str:
+    """`text` made safe for a `--` comment: a line break in a table or namespace name would
+    end the comment and the rest of the name would run as SurrealQL on import."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def section_header(title: str) -> str:
-    return f"{HEADER_RULE}\n-- {title}\n{HEADER_RULE}\n\n"
+    return f"{HEADER_RULE}\n-- {comment_text(title)}\n{HEADER_RULE}\n\n"

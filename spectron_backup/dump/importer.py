@@ -10,6 +10,10 @@ SurrealDB's exporter writes tables in name order, so an ENFORCED relation table 
 before its target (`knows` before `person`) comes before the records its edges point at, and
 `surreal import` silently loses those edges. Here an `INSERT RELATION` that fails because an
 endpoint does not exist yet is set aside (on disk, not in memory) and replayed at the end.
+
+`surreal export` also writes the records of view tables (`DEFINE TABLE v ... AS SELECT`), but
+defining a view over restored data already fills it, so those INSERTs fail with "already
+exists": such a failure, for a view defined earlier in the dump, is expected and not reported.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ BATCH_CHARS = 4 << 20
 _INSERT_WITHOUT_RETURN = re.compile(r"^INSERT\s+(?:RELATION\s+)?(?:IGNORE\s+)?\[", re.IGNORECASE)
 _OPTION = re.compile(r"^OPTION\s+IMPORT\s*$", re.IGNORECASE)
 _INSERT_RELATION = re.compile(r"^INSERT\s+RELATION\b", re.IGNORECASE)
+#: `DEFINE TABLE name ... AS SELECT`: group 1 is the name as written (no quotes before AS SELECT)
+_DEFINE_VIEW = re.compile(
+    r"^DEFINE\s+TABLE\s+(?:OVERWRITE\s+|IF\s+NOT\s+EXISTS\s+)?(`(?:[^`\\]|\\.)*`|⟨[^⟩]*⟩|[^\s`⟨]+)"
+    r"\s[^'\"`]*?\bAS\s+SELECT\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_ALREADY_EXISTS = re.compile(r"^Database record `(.*)` already exists$", re.DOTALL)
 
 
 @dataclass
@@ -116,6 +127,7 @@ class Importer:
         progress: ImportProgress | None = None,
     ) -> None:
         self._deferred: IO[str] | None = None
+        self._views: set[str] = set()  # view tables defined so far, as the dump writes their names
         self.conn = conn
         self.namespace = namespace
         self.database = database
@@ -147,6 +159,8 @@ class Importer:
                 summary.bytes_read += len(statement.text)
                 if _OPTION.match(statement.text):
                     continue  # every batch carries its own OPTION IMPORT
+                if view := _DEFINE_VIEW.match(statement.text):
+                    self._views.add(view.group(1))
                 batch.append(statement)
                 size += len(statement.text)
                 if len(batch) >= self.batch_statements or size >= self.batch_chars:
@@ -199,6 +213,8 @@ class Importer:
                 self._failed(statement, str(result.get("result")), summary)
 
     def _failed(self, statement: Statement, message: str, summary: ImportSummary) -> None:
+        if self._is_view_data(statement, message):
+            return  # the view was filled when it was defined
         if (
             self._deferred is not None
             and _INSERT_RELATION.match(statement.text)
@@ -209,6 +225,15 @@ class Importer:
             summary.statements -= 1  # counted again when replayed
             return
         summary.failures.append(StatementFailure(statement.line, _excerpt(statement.text), message))
+
+    def _is_view_data(self, statement: Statement, message: str) -> bool:
+        existing = _ALREADY_EXISTS.match(message)
+        return bool(
+            existing
+            and _INSERT_WITHOUT_RETURN.match(statement.text)
+            and not _INSERT_RELATION.match(statement.text)
+            and any(existing.group(1).startswith(view + ":") for view in self._views)
+        )
 
     def _replay_deferred(self, summary: ImportSummary) -> None:
         """Replay set-aside edges now that every record is in; failures now are final."""

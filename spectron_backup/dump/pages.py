@@ -20,27 +20,46 @@ def iter_record_pages(
     may_hold_edges: bool = True,
     txn: Any = None,
 ) -> Iterator[list[Row]]:
-    """Yield the table's records in id order, `batch_size` at a time.
+    """Yield the table's records in id order, `batch_size` at a time; one page in memory.
 
-    Each page after the first starts with `tb:key>..`, a range scan from after the last id
-    read (EXPLAIN shows RecordIdScan); `WHERE id > $last` would scan from the start every
-    page, and START/LIMIT paging is quadratic. Only one page is in memory at a time.
+    Each page after the first is `WHERE id > <last id read> LIMIT n`. The 3.x engine plans
+    that as a table scan with the limit pushed down and the predicate tested on keys before
+    values are decoded (EXPLAIN: `TableScan ... limit ..., pre_decode_filter: yes`): a page
+    costs its own records plus ~0.3 us per earlier key (0.3 s at a depth of 1M keys on this
+    machine). The record-id range form `tb:key>..` is a RecordIdScan that decodes the whole
+    rest of the table before applying the limit (5 s a page at 40k records), and
+    START/LIMIT re-reads the skipped records' keys too; neither is used.
     """
     edge = "record::is_edge(id)" if may_hold_edges else "false"
-    select = f"SELECT VALUE [<string> $this, <string> id, {edge}] FROM "
-    # How the engine prints this table's ids: the prefix to put in front of a key literal.
-    prefix = conn.run_one("RETURN <string> type::record($tb, 0)", {"tb": table}, txn=txn)[:-1]
-    source = surreal_identifier(table)
+    source = f"SELECT VALUE [<string> $this, <string> id, {edge}] FROM {surreal_identifier(table)}"
     limit = f" LIMIT {batch_size}"
+    query = source + limit
     while True:
-        rows = conn.run_one(select + source + limit, txn=txn) or []
+        rows = conn.run_one(query, txn=txn) or []
         if not rows:
             return
         yield [(text, bool(is_edge)) for text, _id, is_edge in rows]
         if len(rows) < batch_size:
             return
-        last_id: str = rows[-1][1]
-        source = prefix + last_id[len(prefix) :] + ">.."
+        # The engine's own literal of the last id (keyword-named tables, whose ids it
+        # prints unparseably, are refused before export starts).
+        query = f"{source} WHERE id > {rows[-1][1]}{limit}"
+
+
+def page_query_plan(
+    conn: SurrealConnection, table: str, last_id: str, *, batch_size: int = 1000
+) -> str:
+    """EXPLAIN of a follow-on page query, for tests and diagnostics."""
+    return conn.run_one(
+        f"EXPLAIN SELECT VALUE [<string> $this, <string> id, false] FROM {surreal_identifier(table)} "
+        f"WHERE id > {last_id} LIMIT {batch_size}"
+    )
+
+
+def table_count(conn: SurrealConnection, table: str, *, txn: Any = None) -> int:
+    """The engine's own record count of a table (a CountScan: no values are read)."""
+    rows = conn.run_one(f"SELECT count() FROM {surreal_identifier(table)} GROUP ALL", txn=txn) or []
+    return int(rows[0]["count"]) if rows else 0
 
 
 def table_digest(conn: SurrealConnection, table: str, *, batch_size: int = 1000) -> TableHasher:
