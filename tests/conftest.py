@@ -30,3 +30,78 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# --- S3: moto's S3 server over real HTTP on 127.0.0.1 -------------------------------------------
+
+# The server runs in a child process, not in a thread of the test process: its memory (moto
+# keeps every object) and its threads stay out of the tests' tracemalloc measurements and GIL.
+_MOTO_SERVER = """
+import logging, sys
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
+sys.stdin.read()  # until the test session closes our stdin (or dies)
+server.stop()
+"""
+
+# Dummy credentials, nothing from ~/.aws or instance metadata, no HTTP proxy for loopback.
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+S3_TEST_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """Endpoint URL (http://127.0.0.1:PORT) of a real S3 API server: moto's ThreadedMotoServer."""
+    env = {k: v for k, v in os.environ.items() if k not in S3_TEST_UNSET}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOTO_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**env, **S3_TEST_ENV},
+    )
+    try:
+        endpoint = (proc.stdout.readline() if proc.stdout else "").strip()
+        if not endpoint.startswith("http://"):
+            raise RuntimeError(f"moto server did not start (exit status {proc.poll()})")
+        yield endpoint
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A new, empty bucket (unique name) on the test server; the test's environment holds the
+    dummy credentials (S3_TEST_ENV), so code using the standard AWS chain reaches it."""
+    import uuid
+
+    import boto3
+
+    for name in S3_TEST_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in S3_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{uuid.uuid4().hex[:20]}"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    client.close()
+    return bucket
