@@ -6,9 +6,11 @@ configuration or input.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from spectron_backup.commands import demo, export, import_dump
+from spectron_backup.commands import backup, demo, export, import_dump, list_backups, seed
 
 app = typer.Typer(
     name="spectron-backup",
@@ -19,10 +21,16 @@ app = typer.Typer(
 )
 app.command("export")(export.command)
 app.command("import")(import_dump.command)
+app.command("seed")(seed.command)
 app.command("demo")(demo.command)
+app.command("backup")(backup.command)
+app.command("list")(list_backups.command)
 
 
 def main() -> None:
+    # No telemetry from Prefect: its server would otherwise call out on every start.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     app()
 
 

@@ -72,6 +72,8 @@ class TargetConfig(S3Location):
     url: str = Field(description="Where backups go: s3://bucket/prefix or file:///path")
     sse: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
+    #: attempts per S3 request (botocore standard retries) before the task itself retries
+    max_attempts: int = Field(4, ge=1, le=20)
 
     @field_validator("url")
     @classmethod
@@ -99,6 +101,9 @@ class KeepConfig(_Section):
 class BackupsConfig(_Section):
     parallelism: int = Field(4, ge=1, le=64)
     compression_level: int = Field(3, ge=1, le=22)
+    #: retries of a database's backup after a transient fault, with exponential backoff
+    retries: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: float = Field(10, ge=0)
     keep: KeepConfig = Field(default_factory=KeepConfig)
 
 

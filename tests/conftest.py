@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.faults import CuttingProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXPORT_FIXTURES = FIXTURES / "surreal-3.0.2-export"
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `spectron-backup` command line in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "spectron_backup.cli", *args],
@@ -105,3 +110,39 @@ def s3_bucket(s3_server, monkeypatch):
     client.create_bucket(Bucket=bucket)
     client.close()
     return bucket
+
+
+@pytest.fixture
+def cutting_proxy(s3_server) -> Iterator[Callable[..., CuttingProxy]]:
+    """cutting_proxy(**options) -> a CuttingProxy in front of the moto server."""
+    proxies: list[CuttingProxy] = []
+
+    def make(**options) -> CuttingProxy:
+        proxy = CuttingProxy(s3_server, **options)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API (the test harness: a temporary server with its own SQLite DB)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def cli_with_prefect(prefect_api: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """run_cli for commands that run flows: they use the harness's API, not a server of their own."""
+
+    def run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+        env = {"PREFECT_API_URL": prefect_api, **kwargs.pop("env", {})}
+        return run_cli(*args, env=env, **kwargs)
+
+    return run

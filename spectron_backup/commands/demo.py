@@ -1,103 +1,124 @@
-"""`spectron-backup demo`: the tool on an embedded Spectron, from nothing, in one command.
+"""`spectron-backup demo`: the whole pipeline on an embedded Spectron, from nothing, in one command.
 
-Seeds a small Spectron instance into an embedded surrealkv store on first run, exports every
-database of it, imports each dump into a fresh scratch store and checks that every table's
-record count and content hash came back. Rerunning reuses the seeded instance.
+On first run it seeds a small Spectron instance into an embedded surrealkv store (with its
+documents in a local document store) and writes a configuration file; every run then backs
+the instance up through the Prefect flow `backup` into a local backup target, and restores
+every database of that backup into a scratch store, checking sha256, record counts and
+content hashes against the manifest. Rerunning adds a backup.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from spectron_backup.atomic import atomic_text_writer
 from spectron_backup.commands.options import reports_errors
+from spectron_backup.config import load_config
 from spectron_backup.console import err
-from spectron_backup.dump.export import export_database
-from spectron_backup.dump.importer import import_dump
-from spectron_backup.dump.pages import table_digest
-from spectron_backup.dump.reader import open_dump
 from spectron_backup.errors import OperationFailed
-from spectron_backup.surreal import SurrealConnection, connect
+from spectron_backup.repository import Repository
+from spectron_backup.restore import restore_database
+from spectron_backup.stores import open_store, open_target_store
+from spectron_backup.surreal import connect
+
+CONFIG = """\
+# Written by `spectron-backup demo`: an embedded Spectron and local stores.
+source:
+  url: surrealkv://{store}
+target:
+  url: file://{backups}
+documents:
+  url: file://{documents}
+backups:
+  parallelism: 2
+"""
 
 
-def list_databases(conn: SurrealConnection, control_namespace: str = "spectron") -> list[tuple[str, str]]:
-    """Every database of the instance: the control plane, the job queue, each Context's."""
-    found = [(ns, db) for ns in conn.namespaces() for db in conn.databases(ns)]
-    control = [pair for pair in found if pair[0] == control_namespace]
-    return control + [pair for pair in found if pair[0] != control_namespace]
-
-
-def _seed(store: Path, docs: Path) -> None:
+def _seed(workdir: Path) -> None:
     from spectron_backup.seed import SeedPlan, seed_instance
 
-    docs.mkdir(parents=True, exist_ok=True)
-
-    def write_document(key: str, data: bytes) -> None:
-        path = docs / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    with connect(f"surrealkv://{store}") as conn:
-        result = seed_instance(conn, SeedPlan(contexts=2, scale=1.0), documents=write_document)
-    total = sum(sum(tables.values()) for tables in result.records.values())
-    err.print(f"seeded a Spectron instance: {len(result.contexts)} Contexts, {total:,} records, {result.documents} documents")
+    documents = open_store(f"file://{workdir / 'documents'}")
+    with connect(f"surrealkv://{workdir / 'spectron'}") as conn:
+        result = seed_instance(conn, SeedPlan(contexts=2, scale=1.0), documents=documents.put_bytes)
+    err.print(
+        f"seeded a Spectron instance: {len(result.contexts)} Contexts, {result.total_records:,} records, {result.documents} documents"
+    )
 
 
 @reports_errors
 def command(
-    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo keeps its stores and dumps.")] = Path(".demo"),
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Where the demo keeps its stores, backups and config.")
+    ] = Path(".demo"),
 ) -> None:
-    """Run the tool end to end on an embedded Spectron instance (created on first run)."""
+    """Run the pipeline end to end on an embedded Spectron instance (created on first run)."""
     workdir = workdir.resolve()
-    store, docs, dumps, scratch = workdir / "spectron", workdir / "documents", workdir / "dumps", workdir / "scratch"
-    if not store.exists():
-        _seed(store, docs)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    if not (workdir / "spectron").exists():
+        _seed(workdir)
     else:
-        err.print(f"using the Spectron instance already seeded in {store}")
-    dumps.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(scratch, ignore_errors=True)
+        err.print(f"using the Spectron instance seeded in {workdir / 'spectron'}")
+    config_path.write_text(
+        CONFIG.format(
+            store=workdir / "spectron", backups=workdir / "backups", documents=workdir / "documents"
+        )
+    )
 
-    report = Table(title="export -> import -> verify", show_lines=False)
-    for column in ("database", "tables", "records", "dump", "export", "import", "verified"):
-        report.add_column(column, justify="right" if column not in ("database", "verified") else "left")
-    problems: list[str] = []
-    with connect(f"surrealkv://{store}") as source, connect(f"surrealkv://{scratch}") as target:
-        for ns, db in list_databases(source):
-            dump = dumps / f"{ns}__{db}.surql"
-            with atomic_text_writer(dump) as out:
-                exported = export_database(source, ns, db, out)
-            started = time.perf_counter()
-            with open_dump(dump) as fp:
-                imported = import_dump(target, ns, db, fp)
-            import_seconds = time.perf_counter() - started
-            mismatched = [
-                name
-                for name, expected in exported.tables.items()
-                if (got := table_digest(target, name)).count != expected.count or got.hexdigest() != expected.hash
-            ]
-            problems += [f"{ns}/{db}: {failure}" for failure in imported.failures]
-            problems += [f"{ns}/{db}: table {name} differs after import" for name in mismatched]
-            ok = not imported.failures and not mismatched
-            report.add_row(
-                f"{ns}/{db}",
-                str(len(exported.tables)),
-                f"{exported.records:,}",
-                f"{dump.stat().st_size / 1e6:.1f} MB",
-                f"{exported.seconds:.2f}s",
-                f"{import_seconds:.2f}s",
-                "[green]yes[/]" if ok else "[red]NO[/]",
-            )
-    err.print(report)
-    err.print(f"dumps in {dumps}; a scratch copy restored in {scratch}")
-    if problems:
-        raise OperationFailed("; ".join(problems[:5]))
+    from flows.backup import backup
+
+    err.print("[bold]1. backup[/] (Prefect flow `backup`)")
+    result = backup(config_path=str(config_path))
     err.print(
-        "next: export one database yourself with\n"
-        f"  spectron-backup export --source surrealkv://{store} --ns spectron --db metadata -o metadata.surql"
+        f"   backup {result['backup_id']}: {result['databases']} databases, {result['records']:,} records, "
+        f"{result['raw_bytes'] / 1e6:.1f} MB dumped -> {result['bytes'] / 1e6:.1f} MB stored, {result['seconds']:.1f}s"
+    )
+
+    err.print(
+        "[bold]2. restore check[/]: every database of the backup into a scratch store, verified"
+    )
+    config = load_config(config_path)
+    store = open_target_store(config.target)
+    manifest = Repository(store).read_manifest(result["backup_id"])
+    scratch = workdir / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    report = Table()
+    for column in (
+        "database",
+        "records",
+        "stored",
+        "download",
+        "import",
+        "sha256",
+        "counts + hashes",
+    ):
+        report.add_column(column)
+    problems: list[str] = []
+    with connect(f"surrealkv://{scratch}") as target:
+        for entry in manifest.databases:
+            restored = restore_database(store, entry, target)
+            problems += [f"{entry.ns}/{entry.db}: {f}" for f in restored.imported.failures]
+            problems += [f"{entry.ns}/{entry.db}: {m}" for m in restored.mismatches]
+            report.add_row(
+                f"{entry.ns}/{entry.db}",
+                f"{entry.records:,}",
+                f"{entry.bytes / 1e6:.2f} MB",
+                f"{restored.download_seconds:.2f}s",
+                f"{restored.import_seconds:.2f}s",
+                "[green]ok[/]",
+                "[green]ok[/]" if restored.ok else "[red]MISMATCH[/]",
+            )
+    shutil.rmtree(scratch, ignore_errors=True)
+    err.print(report)
+    if problems:
+        raise OperationFailed("the restore check failed: " + "; ".join(problems[:5]))
+    err.print(
+        f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
+        f"  spectron-backup list --config {config_path}\n"
+        f"  spectron-backup backup --config {config_path}\n"
+        f"  spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
     )

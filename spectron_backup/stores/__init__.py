@@ -38,6 +38,7 @@ __all__ = [
     "StoreError",
     "TransientStoreError",
     "open_store",
+    "open_target_store",
 ]
 
 
@@ -103,4 +104,19 @@ def open_store(
         )
     raise UsageError(
         f"unsupported target URL scheme {parts.scheme!r} in {url!r}: use file:// or s3://"
+    )
+
+
+def open_target_store(target: Any) -> Store:
+    """The store of the configuration's `target` section (a `TargetConfig`)."""
+    options: dict[str, Any] = {}
+    if target.url.startswith("s3://"):
+        options["max_attempts"] = target.max_attempts
+    return open_store(
+        target.url,
+        endpoint_url=target.endpoint_url,
+        region=target.region,
+        sse=target.sse,
+        kms_key_id=target.kms_key_id,
+        **options,
     )

@@ -8,13 +8,9 @@ server that denies every request the way S3 does for a bad access key.
 
 from __future__ import annotations
 
-import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -90,140 +86,6 @@ def pending_uploads(store) -> Callable[[], list]:
     if isinstance(store, S3Store):
         return store.list_multipart_uploads
     return list
-
-
-# --- a TCP proxy that drops connections ---------------------------------------------------------
-
-
-class CuttingProxy:
-    """A loopback TCP proxy in front of `upstream` (http://host:port) that resets a connection
-    once more than `cut_upstream_after` bytes went towards the server on it (or
-    `cut_downstream_after` bytes towards the client). `cuts` limits how many connections are
-    cut (None: every one that gets that far); with `die_after_cut` the proxy then stops
-    listening and resets every open connection, as if the network were gone."""
-
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        cut_upstream_after: int | None = None,
-        cut_downstream_after: int | None = None,
-        cuts: int | None = None,
-        die_after_cut: bool = False,
-    ) -> None:
-        parts = urlsplit(upstream)
-        self._upstream = (parts.hostname, parts.port)
-        self._limits = (cut_upstream_after, cut_downstream_after)
-        self._cuts_left = cuts
-        self._die = die_after_cut
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self.cut_count = 0
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._dead = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._dead:
-                self._reset(client)
-                continue
-            try:
-                server = socket.create_connection(self._upstream)
-            except OSError:
-                self._reset(client)
-                continue
-            with self._lock:
-                self.connections += 1
-                self._sockets.update((client, server))
-            state = {"cut": False}
-            up, down = self._limits
-            threading.Thread(
-                target=self._pump, args=(client, server, up, state), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._pump, args=(server, client, down, state), daemon=True
-            ).start()
-
-    @staticmethod
-    def _reset(sock: socket.socket) -> None:
-        """Drop a connection now: shutdown() wakes a thread blocked on the socket (close()
-        alone would not), and SO_LINGER 0 makes the final close send RST."""
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
-
-    def _should_cut(self) -> bool:
-        with self._lock:
-            if self._cuts_left is not None:
-                if self._cuts_left <= 0:
-                    return False
-                self._cuts_left -= 1
-            self.cut_count += 1
-            return True
-
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None, state) -> None:
-        sent = 0
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    dst.shutdown(socket.SHUT_WR)
-                    return
-                if limit is not None and sent + len(data) > limit and not state["cut"]:
-                    if self._should_cut():
-                        state["cut"] = True
-                        dst.sendall(data[: max(0, limit - sent)])
-                        self._reset(src)
-                        self._reset(dst)
-                        if self._die:
-                            self.kill()
-                        return
-                    limit = None  # out of cuts: pass this connection through
-                dst.sendall(data)
-                sent += len(data)
-        except OSError:
-            for sock in (src, dst):
-                with suppress(OSError):
-                    sock.close()
-
-    def kill(self) -> None:
-        """Stop forwarding: reset every connection and refuse new ones."""
-        self._dead = True
-        with suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
-        with suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            sockets, self._sockets = list(self._sockets), set()
-        for sock in sockets:
-            self._reset(sock)
-
-    close = kill
-
-
-@pytest.fixture
-def cutting_proxy(s3_server) -> Iterator[Callable[..., CuttingProxy]]:
-    """cutting_proxy(**options) -> a CuttingProxy in front of the moto server."""
-    proxies: list[CuttingProxy] = []
-
-    def make(**options) -> CuttingProxy:
-        proxy = CuttingProxy(s3_server, **options)
-        proxies.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
 
 
 # --- an S3 endpoint that answers every request with one error ----------------------------------

@@ -1,0 +1,101 @@
+"""The backup flow: discover -> back up every database (in parallel) -> manifest -> report."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from spectron_backup.backup import BackupFailed, SourceConnections, build_manifest
+from spectron_backup.config import load_config
+from spectron_backup.manifest import new_backup_id
+from spectron_backup.stores import open_target_store
+from tasks.backup import (
+    backup_database_task,
+    choose_backup_tiers,
+    discover_databases,
+    publish_backup_report,
+    write_manifest,
+)
+
+
+@flow(name="backup", task_runner=ThreadPoolTaskRunner(max_workers=8))
+def backup(
+    config_path: str | None = None, tier: Literal["auto", "daily", "weekly"] = "auto"
+) -> dict[str, Any]:
+    """Back up every database of the Spectron instance; the manifest is written last.
+
+    `config_path` falls back to $SPECTRON_BACKUP_CONFIG. `tier`: `auto` adds `weekly` to the
+    first complete backup of an ISO week.
+    """
+    logger = get_run_logger()
+    config = load_config(config_path)
+    store = open_target_store(config.target)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    backup_id = new_backup_id(started_at)
+    connections = SourceConnections(config)
+    try:
+        found, engine, source = discover_databases(connections, config)
+        tiers = choose_backup_tiers(store, started_at, None if tier == "auto" else tier)
+        backup_one = backup_database_task.with_options(
+            retries=config.backups.retries,
+            retry_delay_seconds=exponential_backoff(
+                backoff_factor=config.backups.retry_delay_seconds
+            ),
+        )
+        futures = [
+            backup_one.submit(connections, store, backup_id, ref, config.backups.compression_level)
+            for ref in found.databases
+        ]
+        entries, failures = [], []
+        for ref, future in zip(found.databases, futures, strict=True):
+            future.wait()
+            if future.state.is_completed():
+                entries.append(future.result())
+            else:
+                cause = _cause(future)
+                failures.append(cause if cause.startswith(ref.name) else f"{ref.name}: {cause}")
+        if failures:
+            raise BackupFailed(backup_id, failures)
+        manifest = build_manifest(backup_id, started_at, tiers, engine, source, found, entries)
+        write_manifest(store, manifest)
+        seconds = time.perf_counter() - started
+        publish_backup_report(manifest, found, store.url, seconds)
+        logger.info(
+            "backup %s complete: %d databases, %.1f MB stored",
+            backup_id,
+            len(entries),
+            manifest.bytes / 1e6,
+        )
+        return {
+            **manifest.summary(),
+            "seconds": round(seconds, 3),
+            "target": store.url,
+            "missing_contexts": [m.context for m in found.missing],
+        }
+    except Exception as exc:
+        emit_event(
+            event="spectron.backup.failed",
+            resource={
+                "prefect.resource.id": f"spectron.backup.{backup_id}",
+                "prefect.resource.name": backup_id,
+            },
+            payload={"backup_id": backup_id, "reason": str(exc)},
+        )
+        raise
+    finally:
+        connections.close()
+
+
+def _cause(future: Any) -> str:
+    try:
+        future.result()
+    except Exception as exc:
+        return str(exc)
+    return "unknown failure"

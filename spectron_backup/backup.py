@@ -1,0 +1,181 @@
+"""The backup of a whole Spectron instance: every database exported, compressed, checksummed
+and uploaded as one stream, then the manifest, written last and only if all succeeded.
+
+Per database the stages are one pipeline (export -> text encoding -> zstd on its own worker
+threads -> sha256 -> store writer), so a database is never held whole in memory or on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import zstandard
+
+import spectron_backup
+from spectron_backup.config import Config
+from spectron_backup.discovery import DatabaseRef, Discovery
+from spectron_backup.dump.export import export_database
+from spectron_backup.errors import OperationFailed, SpectronBackupError
+from spectron_backup.manifest import (
+    DatabaseEntry,
+    Manifest,
+    MissingContext,
+    TableEntry,
+    Tier,
+    rfc3339,
+)
+from spectron_backup.repository import Repository, object_key
+from spectron_backup.stores.base import Store
+from spectron_backup.streams import CountingWriter, HashingWriter
+from spectron_backup.surreal import Credentials, SurrealConnection, connect
+
+ProgressCallback = Callable[[str, int], None]
+
+
+def source_credentials(config: Config) -> Credentials:
+    s = config.source
+    return Credentials(
+        username=s.username, password=s.password, token=s.token, auth_namespace=s.auth_namespace
+    )
+
+
+class SourceConnections:
+    """Connections to the source for concurrent database exports.
+
+    A server gets one connection (one session) per export, so exports run side by side. An
+    embedded store can be opened by one process once: it is shared, and exports through it
+    take turns (its engine gains nothing from threads anyway).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.url = config.source.url
+        self.credentials = source_credentials(config)
+        self._shared: SurrealConnection | None = None
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        #: at most `backups.parallelism` exports at once, whoever schedules them
+        self._slots = threading.BoundedSemaphore(config.backups.parallelism)
+
+    def open(self) -> SurrealConnection:
+        """The shared connection (discovery, and every export of an embedded store)."""
+        with self._open_lock:
+            if self._shared is None:
+                self._shared = connect(self.url, self.credentials, must_exist=True)
+            return self._shared
+
+    @contextmanager
+    def exclusive(self) -> Iterator[SurrealConnection]:
+        """A connection for one export, held until the block ends."""
+        with self._slots:
+            shared = self.open()
+            if shared.is_embedded:
+                with self._lock:
+                    yield shared
+                return
+            conn = connect(self.url, self.credentials)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+
+def backup_database(
+    conn: SurrealConnection,
+    store: Store,
+    backup_id: str,
+    ref: DatabaseRef,
+    *,
+    compression_level: int = 3,
+    progress: ProgressCallback | None = None,
+) -> DatabaseEntry:
+    """Export one database straight into a compressed, checksummed object in the store."""
+    key = object_key(backup_id, ref.ns, ref.db)
+    started = time.perf_counter()
+    try:
+        with store.writer(key) as sink:
+            hashed = HashingWriter(sink)
+            compressor = zstandard.ZstdCompressor(
+                level=compression_level, threads=-1, write_checksum=True
+            )
+            with compressor.stream_writer(hashed, closefd=False) as compressed:
+                raw = CountingWriter(compressed)
+                text = io.TextIOWrapper(
+                    io.BufferedWriter(raw, 1 << 20), encoding="utf-8", newline="\n"
+                )
+                summary = export_database(conn, ref.ns, ref.db, text, progress=progress)
+                text.flush()
+                text.detach().flush()
+            sink.metadata["sha256"] = hashed.hexdigest()
+            sink.metadata["raw-bytes"] = str(raw.bytes)
+    except SpectronBackupError as exc:
+        raise type(exc)(f"{ref.name}: {exc}") from exc
+    return DatabaseEntry(
+        ns=ref.ns,
+        db=ref.db,
+        context=ref.context,
+        role=ref.role,
+        key=key,
+        bytes=hashed.bytes,
+        raw_bytes=raw.bytes,
+        sha256=hashed.hexdigest(),
+        tables={name: TableEntry(count=t.count, hash=t.hash) for name, t in summary.tables.items()},
+        records=summary.records,
+        snapshot=summary.snapshot,
+        snapshot_method=summary.snapshot_method,
+        seconds=round(time.perf_counter() - started, 3),
+        warnings=summary.warnings,
+    )
+
+
+def choose_tiers(repo: Repository, now: datetime, requested: str | None) -> list[Tier]:
+    """`daily`, plus `weekly` for the first complete backup of its ISO week (or on request)."""
+    tiers: list[Tier] = ["daily"]
+    if requested == "weekly":
+        return ["daily", "weekly"]
+    week = now.isocalendar()[:2]
+    if not any(b.time.isocalendar()[:2] == week for b in repo.complete_backups()):
+        tiers.append("weekly")
+    return tiers
+
+
+class BackupFailed(OperationFailed):
+    """Some database could not be backed up; no manifest was written."""
+
+    def __init__(self, backup_id: str, failures: list[str]) -> None:
+        super().__init__(f"backup {backup_id} failed, no manifest written: " + "; ".join(failures))
+        self.backup_id = backup_id
+        self.failures = failures
+
+
+def build_manifest(
+    backup_id: str,
+    started_at: datetime,
+    tiers: list[Tier],
+    engine_version: str,
+    source: str,
+    found: Discovery,
+    entries: list[DatabaseEntry],
+) -> Manifest:
+    return Manifest(
+        backup_id=backup_id,
+        started_at=rfc3339(started_at),
+        finished_at=rfc3339(datetime.now(UTC)),
+        tiers=tiers,
+        tool_version=spectron_backup.__version__,
+        engine_version=engine_version,
+        source=source,
+        databases=entries,
+        missing_contexts=[
+            MissingContext(context=m.context or "", ns=m.ns, db=m.db) for m in found.missing
+        ],
+    )

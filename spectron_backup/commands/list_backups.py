@@ -1,0 +1,81 @@
+"""`spectron-backup list`: the backups in the target, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from spectron_backup.commands.config_option import ConfigPath
+from spectron_backup.commands.options import JsonOutput, reports_errors
+from spectron_backup.config import load_config
+from spectron_backup.console import err, print_json
+from spectron_backup.repository import BackupEntry, Repository
+from spectron_backup.stores import open_target_store
+
+
+def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
+    manifest = entry.manifest
+    last_drill = None
+    if entry.drills:
+        record = repo.read_json(entry.drills[-1])
+        last_drill = {
+            "at": record.get("finished_at") or entry.drills[-1].rsplit("/", 1)[-1][:-5],
+            "passed": bool(record.get("passed")),
+        }
+    return {
+        "backup_id": entry.backup_id,
+        "time": entry.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "complete": entry.complete,
+        "tiers": manifest.tiers if manifest else [],
+        "databases": len(manifest.databases) if manifest else None,
+        "records": manifest.records if manifest else None,
+        "bytes": entry.stored_bytes,
+        "last_drill": last_drill,
+        "problem": entry.problem,
+    }
+
+
+@reports_errors
+def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
+    """List backups: id, time, tiers, databases, size, complete or not, last drill."""
+    settings = load_config(config)
+    store = open_target_store(settings.target)
+    repo = Repository(store)
+    rows = [describe(repo, entry) for entry in reversed(repo.backups())]
+    if json_output:
+        print_json({"target": store.url, "backups": rows})
+        return
+    table = Table(title=f"backups in {store.url}")
+    for column in (
+        "backup id",
+        "time (UTC)",
+        "tiers",
+        "databases",
+        "records",
+        "size",
+        "complete",
+        "last drill",
+    ):
+        table.add_column(column)
+    for row in rows:
+        drill = row["last_drill"]
+        table.add_row(
+            row["backup_id"],
+            row["time"],
+            ", ".join(row["tiers"]),
+            "" if row["databases"] is None else str(row["databases"]),
+            "" if row["records"] is None else f"{row['records']:,}",
+            f"{row['bytes'] / 1e6:,.1f} MB",
+            "yes"
+            if row["complete"]
+            else "[yellow]no[/] (no manifest)"
+            if not row["problem"]
+            else f"[red]{row['problem']}[/]",
+            ""
+            if drill is None
+            else ("[green]passed[/]" if drill["passed"] else "[red]failed[/]") + f" {drill['at']}",
+        )
+    err.print(table)
+    if not rows:
+        err.print("no backups yet: run `spectron-backup backup`")

@@ -1,0 +1,69 @@
+"""Which databases make up a Spectron instance (design section 2).
+
+The control plane `spectron/metadata`, the job queue `spectron/_jobqueue` when present, and
+every Context database named in the control plane's `context` table. A Context whose
+database does not exist is reported, never silently skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from spectron_backup.config import SourceConfig
+from spectron_backup.errors import UsageError
+from spectron_backup.surreal import SurrealConnection
+
+Role = Literal["control", "jobqueue", "context"]
+
+
+@dataclass(frozen=True)
+class DatabaseRef:
+    ns: str
+    db: str
+    role: Role
+    context: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.ns}/{self.db}"
+
+
+@dataclass
+class Discovery:
+    databases: list[DatabaseRef] = field(default_factory=list)
+    #: Contexts registered in the control plane whose database does not exist
+    missing: list[DatabaseRef] = field(default_factory=list)
+    #: Context ids left out by `source.contexts` include/exclude
+    excluded: list[str] = field(default_factory=list)
+
+
+def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
+    control_ns, control_db = source.control_namespace, source.control_database
+    if not conn.database_exists(control_ns, control_db):
+        raise UsageError(
+            f"{conn.display_url} has no Spectron control plane: database {control_ns}/{control_db} "
+            "does not exist (check source.url and source.control_namespace)"
+        )
+    found = Discovery(databases=[DatabaseRef(control_ns, control_db, "control")])
+    existing = {(ns, db) for ns in conn.namespaces() for db in conn.databases(ns)}
+    if (control_ns, source.jobqueue_database) in existing:
+        found.databases.append(DatabaseRef(control_ns, source.jobqueue_database, "jobqueue"))
+    conn.use(control_ns, control_db)
+    tables = (conn.run_one("INFO FOR DB") or {}).get("tables", {})
+    if "context" not in tables:
+        return found
+    rows = (
+        conn.run_one("SELECT VALUE [<string> record::id(id), namespace, database] FROM context")
+        or []
+    )
+    for context_id, ns, db in sorted(rows, key=lambda r: r[0]):
+        if not source.contexts.selects(context_id):
+            found.excluded.append(context_id)
+            continue
+        ref = DatabaseRef(str(ns), str(db), "context", context_id)
+        if (ref.ns, ref.db) in existing:
+            found.databases.append(ref)
+        else:
+            found.missing.append(ref)
+    return found

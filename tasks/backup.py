@@ -1,0 +1,157 @@
+"""Prefect tasks of the backup flow: thin wrappers around `spectron_backup.backup`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+from prefect.tasks import exponential_backoff
+
+from spectron_backup.backup import SourceConnections, backup_database, choose_tiers
+from spectron_backup.config import Config
+from spectron_backup.discovery import DatabaseRef, Discovery, discover
+from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
+from spectron_backup.repository import Repository
+from spectron_backup.stores.base import Store
+from tasks.retries import retry_transient
+
+
+@task(
+    name="discover-databases",
+    cache_policy=NONE,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(5),
+    retry_condition_fn=retry_transient,
+)
+def discover_databases(
+    connections: SourceConnections, config: Config
+) -> tuple[Discovery, str, str]:
+    """Every database to back up, the engine version and the source's display URL."""
+    conn = connections.open()
+    found = discover(conn, config.source)
+    logger = get_run_logger()
+    logger.info("found %d databases to back up on %s", len(found.databases), conn.display_url)
+    for missing in found.missing:
+        logger.warning(
+            "Context %s names database %s, which does not exist: it is not backed up",
+            missing.context,
+            missing.name,
+        )
+    return found, conn.engine_version(), conn.display_url
+
+
+@task(
+    name="choose-tiers",
+    cache_policy=NONE,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(5),
+    retry_condition_fn=retry_transient,
+)
+def choose_backup_tiers(store: Store, started_at: datetime, requested: str | None) -> list[Tier]:
+    return choose_tiers(Repository(store), started_at, requested)
+
+
+@task(
+    name="backup-database",
+    task_run_name="backup {ref.ns}/{ref.db}",
+    cache_policy=NONE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_transient,
+)
+def backup_database_task(
+    connections: SourceConnections,
+    store: Store,
+    backup_id: str,
+    ref: DatabaseRef,
+    compression_level: int,
+) -> DatabaseEntry:
+    logger = get_run_logger()
+    with connections.exclusive() as conn:
+        entry = backup_database(conn, store, backup_id, ref, compression_level=compression_level)
+    logger.info(
+        "%s: %d records, %.1f MB -> %.1f MB in %.1fs, sha256 %s",
+        ref.name,
+        entry.records,
+        entry.raw_bytes / 1e6,
+        entry.bytes / 1e6,
+        entry.seconds,
+        entry.sha256,
+    )
+    for warning in entry.warnings:
+        logger.warning(warning)
+    return entry
+
+
+@task(
+    name="write-manifest",
+    cache_policy=NONE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(5),
+    retry_condition_fn=retry_transient,
+)
+def write_manifest(store: Store, manifest: Manifest) -> None:
+    Repository(store).write_manifest(manifest)
+
+
+@task(name="publish-backup-report", cache_policy=NONE)
+def publish_backup_report(
+    manifest: Manifest, found: Discovery, target: str, seconds: float
+) -> None:
+    rows = [
+        {
+            "database": f"{d.ns}/{d.db}",
+            "context": d.context or d.role,
+            "records": d.records,
+            "raw MB": round(d.raw_bytes / 1e6, 2),
+            "stored MB": round(d.bytes / 1e6, 2),
+            "ratio": round(d.raw_bytes / d.bytes, 1) if d.bytes else None,
+            "seconds": d.seconds,
+            "snapshot": d.snapshot,
+            "sha256": d.sha256,
+        }
+        for d in manifest.databases
+    ]
+    create_table_artifact(
+        rows,
+        key="spectron-backup-databases",
+        description=f"Backup {manifest.backup_id}: one row per database",
+    )
+    lines = [
+        f"# Backup {manifest.backup_id}",
+        "",
+        f"- **where**: `{target}` under `backups/{manifest.backup_id}/`",
+        f"- **tiers**: {', '.join(manifest.tiers)}",
+        f"- **databases**: {len(manifest.databases)}, **records**: {manifest.records:,}",
+        f"- **size**: {manifest.raw_bytes / 1e6:,.1f} MB dumped, {manifest.bytes / 1e6:,.1f} MB stored",
+        f"- **duration**: {seconds:.1f}s",
+    ]
+    if found.missing:
+        lines += ["", "## Contexts whose database does not exist (not backed up)", ""]
+        lines += [f"- `{m.context}` -> `{m.ns}/{m.db}`" for m in found.missing]
+    warnings = [w for d in manifest.databases for w in d.warnings]
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    create_markdown_artifact(
+        "\n".join(lines), key="spectron-backup-summary", description="Backup summary"
+    )
+    emit_event(
+        event="spectron.backup.completed",
+        resource={
+            "prefect.resource.id": f"spectron.backup.{manifest.backup_id}",
+            "prefect.resource.name": manifest.backup_id,
+        },
+        payload={
+            "backup_id": manifest.backup_id,
+            "bytes": manifest.bytes,
+            "raw_bytes": manifest.raw_bytes,
+            "records": manifest.records,
+            "seconds": round(seconds, 3),
+            "tiers": manifest.tiers,
+            "target": target,
+        },
+    )

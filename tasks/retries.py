@@ -1,0 +1,32 @@
+"""Which failures are worth a retry: transient faults only (a reset connection, an S3 5xx or
+throttling, a server that went away), never bad input or a failed check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spectron_backup.errors import UsageError
+from spectron_backup.stores.base import TransientStoreError
+
+TRANSIENT = (TransientStoreError, ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, UsageError):
+            return False
+        if isinstance(exc, TRANSIENT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry a failed task run only for a transient fault."""
+    try:
+        state.result()
+    except BaseException as exc:
+        return is_transient(exc)
+    return False

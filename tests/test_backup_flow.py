@@ -1,0 +1,235 @@
+"""The backup flow as an operator relies on it: through a real Prefect API, into a local
+directory and into an S3 server over HTTP; faults caused for real on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from flows.backup import backup
+from spectron_backup.dump.pages import table_digest
+from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.repository import Repository
+from spectron_backup.restore import dump_text, fetch_verified, restore_database
+from spectron_backup.seed import SeedPlan, seed_instance
+from spectron_backup.stores import open_store
+from spectron_backup.surreal import connect
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A seeded Spectron instance in an embedded store: control plane, job queue, 2 Contexts,
+    plus a third Context registered in the control plane whose database does not exist."""
+    path = tmp_path_factory.mktemp("spectron") / "store"
+    url = f"surrealkv://{path}"
+    with connect(url) as conn:
+        seed_instance(conn, SeedPlan(contexts=2, scale=0.3, seed=3, embedding_width=16))
+        conn.use("spectron", "metadata")
+        conn.run("CREATE context:`ghost-ctx` SET namespace = 'ctx_ghost', database = 'gone'")
+    return url
+
+
+def write_config(tmp_path: Path, source: str, target: str, target_extra: str = "") -> Path:
+    attempts = ", max_attempts: 2" if target.startswith("s3://") else ""
+    lines = [f"source: {{url: '{source}'}}", f"target: {{url: '{target}'{attempts}{target_extra}}}"]
+    lines.append("backups: {retries: 1, retry_delay_seconds: 0}")
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def source_tables(url: str) -> dict[str, dict[str, tuple[int, str]]]:
+    """Per database, per table: (count, content hash) computed from the source itself."""
+    result: dict[str, dict[str, tuple[int, str]]] = {}
+    with connect(url) as conn:
+        for ns in conn.namespaces():
+            for db in conn.databases(ns):
+                conn.use(ns, db)
+                tables = (conn.run_one("INFO FOR DB") or {}).get("tables", {})
+                result[f"{ns}/{db}"] = {
+                    t: (d.count, d.hexdigest()) for t in tables for d in [table_digest(conn, t)]
+                }
+    return result
+
+
+def check_backup(store, source_url: str) -> None:
+    repo = Repository(store)
+    [entry] = repo.backups()
+    assert entry.complete
+    manifest = entry.manifest
+    assert manifest is not None
+    keys = sorted(o.key for o in entry.objects)
+    expected_keys = sorted(
+        [f"backups/{entry.backup_id}/manifest.json"] + [d.key for d in manifest.databases]
+    )
+    assert keys == expected_keys  # one object per database, plus the manifest
+    truth = source_tables(source_url)
+    assert sorted(f"{d.ns}/{d.db}" for d in manifest.databases) == sorted(truth)
+    for database in manifest.databases:
+        assert {t: (e.count, e.hash) for t, e in database.tables.items()} == truth[
+            f"{database.ns}/{database.db}"
+        ]
+        assert store.head(database.key).metadata["sha256"] == database.sha256
+        with fetch_verified(store, database) as blob:  # raises if the sha256 does not match
+            assert blob.read(4) == b"\x28\xb5\x2f\xfd"  # zstd
+    assert [m.context for m in manifest.missing_contexts] == ["ghost-ctx"]
+    # Decompressed objects import to the same records.
+    with connect("mem://") as scratch:
+        for database in manifest.databases:
+            restored = restore_database(store, database, scratch)
+            assert restored.imported.ok, restored.imported.failures
+            assert restored.mismatches == []
+
+
+def test_backup_into_a_local_directory(source: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    result = backup(config_path=str(config))
+    assert result["tiers"] == ["daily", "weekly"]
+    assert result["missing_contexts"] == ["ghost-ctx"]
+    check_backup(open_store(f"file://{tmp_path / 'target'}"), source)
+
+
+def test_backup_into_s3_over_http(
+    source: str, tmp_path: Path, s3_server: str, s3_bucket: str
+) -> None:
+    target = f"s3://{s3_bucket}/prod"
+    config = write_config(
+        tmp_path, source, target, target_extra=f", endpoint_url: '{s3_server}', sse: AES256"
+    )
+    backup(config_path=str(config))
+    store = open_store(target, endpoint_url=s3_server)
+    check_backup(store, source)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    manifest_key = next(
+        k["Key"]
+        for k in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
+        if k["Key"].endswith("manifest.json")
+    )
+    assert s3.head_object(Bucket=s3_bucket, Key=manifest_key)["ServerSideEncryption"] == "AES256"
+
+
+def test_second_backup_of_the_week_is_daily_only_unless_weekly_is_asked(
+    source: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    assert backup(config_path=str(config))["tiers"] == ["daily", "weekly"]
+    assert backup(config_path=str(config))["tiers"] == ["daily"]
+    assert backup(config_path=str(config), tier="weekly")["tiers"] == ["daily", "weekly"]
+    assert len(Repository(open_store(f"file://{tmp_path / 'target'}")).complete_backups()) == 3
+
+
+def test_a_connection_dropped_mid_upload_fails_the_run_without_manifest_and_a_rerun_succeeds(
+    source: str, tmp_path: Path, s3_server: str, s3_bucket: str, cutting_proxy
+) -> None:
+    proxy = cutting_proxy(cut_upstream_after=20_000)  # every connection that gets that far
+    target = f"s3://{s3_bucket}/prod"
+    config = write_config(tmp_path, source, target, target_extra=f", endpoint_url: '{proxy.url}'")
+    with pytest.raises(OperationFailed) as failed:
+        backup(config_path=str(config))
+    assert "no manifest written" in str(failed.value)
+    assert "ctx_" in str(failed.value)  # names the database
+    store = open_store(target, endpoint_url=s3_server)
+    assert [b for b in Repository(store).backups() if b.complete] == []
+    assert proxy.cut_count >= 2  # the first attempt and its retry
+
+    config = write_config(tmp_path, source, target, target_extra=f", endpoint_url: '{s3_server}'")
+    backup(config_path=str(config))
+    assert len(Repository(store).complete_backups()) == 1
+
+
+def test_a_transient_cut_is_retried_within_the_run(
+    source: str, tmp_path: Path, s3_bucket: str, cutting_proxy
+) -> None:
+    proxy = cutting_proxy(cut_upstream_after=20_000, cuts=1)
+    target = f"s3://{s3_bucket}/prod"
+    config = write_config(tmp_path, source, target, target_extra=f", endpoint_url: '{proxy.url}'")
+    result = backup(config_path=str(config))
+    assert proxy.cut_count == 1
+    assert result["databases"] == 4
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_wrong_bucket_is_a_usage_error(
+    source: str, tmp_path: Path, s3_server: str, s3_bucket: str
+) -> None:
+    config = write_config(
+        tmp_path,
+        source,
+        "s3://no-such-bucket-here/prod",
+        target_extra=f", endpoint_url: '{s3_server}'",
+    )
+    with pytest.raises(UsageError, match="no-such-bucket-here"):
+        backup(config_path=str(config))
+
+
+@pytest.mark.parametrize("what", ["unreachable source", "wrong bucket", "bad config"])
+def test_cli_backup_errors_are_one_line_with_exit_2(
+    source: str, tmp_path: Path, s3_server: str, s3_bucket: str, what: str, cli_with_prefect
+) -> None:
+    if what == "unreachable source":
+        config = write_config(
+            tmp_path, f"ws://127.0.0.1:{closed_port()}", f"file://{tmp_path / 't'}"
+        )
+        expected = "cannot"
+    elif what == "wrong bucket":
+        config = write_config(
+            tmp_path,
+            source,
+            "s3://no-such-bucket-here/x",
+            target_extra=f", endpoint_url: '{s3_server}'",
+        )
+        expected = "no-such-bucket-here"
+    else:
+        config = tmp_path / "bad.yaml"
+        config.write_text("source: {url: mem://}\ntarget: {url: 'ftp://x'}\n")
+        expected = "target.url"
+    result = cli_with_prefect("backup", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+
+
+def test_cli_backup_then_list(source: str, tmp_path: Path, cli_with_prefect) -> None:
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    result = cli_with_prefect("backup", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    backup_id = json.loads(result.stdout)["backup_id"]
+    # An interrupted backup: objects, no manifest.
+    partial = tmp_path / "target" / "backups" / "20200101T000000Z-abcdef" / "x"
+    partial.mkdir(parents=True)
+    (partial / "y.surql.zst").write_bytes(zstandard.ZstdCompressor().compress(b"OPTION IMPORT;"))
+    listing = run_cli("list", "--config", str(config), "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)["backups"]
+    assert [(r["backup_id"], r["complete"]) for r in rows] == [
+        (backup_id, True),
+        ("20200101T000000Z-abcdef", False),
+    ]
+    assert rows[0]["databases"] == 4 and rows[0]["tiers"] == ["daily", "weekly"]
+
+
+def test_dump_inside_a_backup_is_a_plain_surreal_export_dump(source: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    backup(config_path=str(config))
+    store = open_store(f"file://{tmp_path / 'target'}")
+    manifest = Repository(store).complete_backups()[0].manifest
+    assert manifest is not None
+    entry = next(d for d in manifest.databases if d.role == "control")
+    with fetch_verified(store, entry) as blob, dump_text(blob) as text:
+        head = text.read(4096)
+    assert "OPTION IMPORT;" in head
+    assert entry.raw_bytes > entry.bytes > 0
