@@ -233,3 +233,74 @@ def test_dump_inside_a_backup_is_a_plain_surreal_export_dump(source: str, tmp_pa
         head = text.read(4096)
     assert "OPTION IMPORT;" in head
     assert entry.raw_bytes > entry.bytes > 0
+
+
+def test_backup_publishes_artifacts_and_the_completed_event(source: str, tmp_path: Path) -> None:
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    backup_id = backup(config_path=str(config))["backup_id"]
+    with get_client(sync_client=True) as client:
+        [table] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["spectron-backup-databases"])
+            ),
+            limit=1,
+            sort="CREATED_DESC",
+        )
+        rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+        assert sorted(r["database"] for r in rows) == sorted(
+            [
+                "spectron/metadata",
+                "spectron/_jobqueue",
+                "ctx_acme_prod/acme_prod",
+                "ctx_globex_main/globex_main",
+            ]
+        )
+        assert all(len(r["sha256"]) == 64 and r["records"] > 0 for r in rows)
+        [summary] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["spectron-backup-summary"])),
+            limit=1,
+            sort="CREATED_DESC",
+        )
+        assert backup_id in summary.data and "ghost-ctx" in summary.data
+        deadline = time.monotonic() + 20
+        while True:  # events are delivered asynchronously
+            events = client.read_events(
+                EventFilter(event=EventNameFilter(name=["spectron.backup.completed"])), limit=50
+            ).events
+            if (
+                any(e.payload.get("backup_id") == backup_id for e in events)
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)
+        assert any(e.payload.get("backup_id") == backup_id for e in events)
+
+
+def test_seed_command_writes_instance_and_documents(tmp_path: Path) -> None:
+    result = run_cli(
+        "seed",
+        "--target",
+        f"surrealkv://{tmp_path / 's'}",
+        "--documents",
+        f"file://{tmp_path / 'docs'}",
+        "--contexts",
+        "1",
+        "--scale",
+        "0.1",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["documents"] > 0
+    stored = open_store(f"file://{tmp_path / 'docs'}")
+    assert len(list(stored.list())) == report["documents"]
+    result = run_cli(
+        "seed", "--target", f"surrealkv://{tmp_path / 's'}", "--contexts", "1", "--scale", "0.1"
+    )
+    assert result.returncode == 2 and "seed into an empty SurrealDB" in result.stderr

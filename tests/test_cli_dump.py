@@ -38,7 +38,9 @@ def closed_port() -> int:
 
 def test_export_to_file_then_import_gives_the_same_records(store: str, tmp_path: Path) -> None:
     dump = tmp_path / "acme.surql"
-    result = run_cli("export", "--source", store, "--ns", "acme", "--db", "prod", "-o", str(dump), "--json")
+    result = run_cli(
+        "export", "--source", store, "--ns", "acme", "--db", "prod", "-o", str(dump), "--json"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["snapshot"] is True
@@ -47,15 +49,23 @@ def test_export_to_file_then_import_gives_the_same_records(store: str, tmp_path:
     assert list(tmp_path.glob(".*tmp*")) == []
 
     restored = f"surrealkv://{tmp_path / 'restored'}"
-    result = run_cli("import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json")
+    result = run_cli(
+        "import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["failed"] == 0
     with connect(store) as a:
         a.use("acme", "prod")
-        original = {t: sorted(a.run_one("SELECT VALUE <string> $this FROM type::table($t)", {"t": t})) for t in summary["tables"]}
+        original = {
+            t: sorted(a.run_one("SELECT VALUE <string> $this FROM type::table($t)", {"t": t}))
+            for t in summary["tables"]
+        }
     with connect(restored) as b:
         b.use("acme", "prod")
-        copy = {t: sorted(b.run_one("SELECT VALUE <string> $this FROM type::table($t)", {"t": t})) for t in summary["tables"]}
+        copy = {
+            t: sorted(b.run_one("SELECT VALUE <string> $this FROM type::table($t)", {"t": t}))
+            for t in summary["tables"]
+        }
     assert copy == original
 
 
@@ -68,7 +78,17 @@ def test_export_streams_to_stdout_by_default(store: str) -> None:
 
 
 def test_import_accepts_stdin(tmp_path: Path) -> None:
-    result = run_cli("import", "--target", f"surrealkv://{tmp_path / 's'}", "--ns", "a", "--db", "b", "-", input=ACME.read_text())
+    result = run_cli(
+        "import",
+        "--target",
+        f"surrealkv://{tmp_path / 's'}",
+        "--ns",
+        "a",
+        "--db",
+        "b",
+        "-",
+        input=ACME.read_text(),
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -81,7 +101,9 @@ def test_import_accepts_stdin(tmp_path: Path) -> None:
         ("surrealkv:///nonexistent/store", "no SurrealDB store at /nonexistent/store"),
     ],
 )
-def test_export_bad_source_is_one_clear_line_and_exit_2(url: str, expected: str, tmp_path: Path) -> None:
+def test_export_bad_source_is_one_clear_line_and_exit_2(
+    url: str, expected: str, tmp_path: Path
+) -> None:
     out = tmp_path / "out.surql"
     result = run_cli("export", "--source", url, "--ns", "a", "--db", "b", "-o", str(out))
     assert result.returncode == 2
@@ -92,7 +114,9 @@ def test_export_bad_source_is_one_clear_line_and_exit_2(url: str, expected: str,
 @pytest.mark.parametrize("scheme", ["ws", "http"])
 def test_unreachable_server_exits_2(scheme: str, tmp_path: Path) -> None:
     url = f"{scheme}://127.0.0.1:{closed_port()}"
-    result = run_cli("export", "--source", url, "--ns", "a", "--db", "b", "-o", str(tmp_path / "o.surql"))
+    result = run_cli(
+        "export", "--source", url, "--ns", "a", "--db", "b", "-o", str(tmp_path / "o.surql")
+    )
     assert result.returncode == 2
     line = one_error_line(result)
     assert "127.0.0.1" in line
@@ -101,13 +125,32 @@ def test_unreachable_server_exits_2(scheme: str, tmp_path: Path) -> None:
 
 def test_password_never_printed(tmp_path: Path) -> None:
     url = f"ws://127.0.0.1:{closed_port()}"
-    result = run_cli("export", "--source", url, "--ns", "a", "--db", "b", "-u", "root", env={"SURREAL_PASS": "hunter2-very-secret"})
+    result = run_cli(
+        "export",
+        "--source",
+        url,
+        "--ns",
+        "a",
+        "--db",
+        "b",
+        "-u",
+        "root",
+        env={"SURREAL_PASS": "hunter2-very-secret"},
+    )
     assert result.returncode == 2
     assert "hunter2-very-secret" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize(("ns", "db", "expected"), [("nope", "prod", "namespace 'nope' does not exist"), ("acme", "nope", "database 'nope' does not exist")])
-def test_missing_namespace_or_database(store: str, tmp_path: Path, ns: str, db: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("ns", "db", "expected"),
+    [
+        ("nope", "prod", "namespace 'nope' does not exist"),
+        ("acme", "nope", "database 'nope' does not exist"),
+    ],
+)
+def test_missing_namespace_or_database(
+    store: str, tmp_path: Path, ns: str, db: str, expected: str
+) -> None:
     out = tmp_path / "out.surql"
     result = run_cli("export", "--source", store, "--ns", ns, "--db", db, "-o", str(out))
     assert result.returncode == 2
@@ -116,7 +159,17 @@ def test_missing_namespace_or_database(store: str, tmp_path: Path, ns: str, db: 
 
 
 def test_export_into_missing_directory(store: str, tmp_path: Path) -> None:
-    result = run_cli("export", "--source", store, "--ns", "acme", "--db", "prod", "-o", str(tmp_path / "no" / "such" / "d.surql"))
+    result = run_cli(
+        "export",
+        "--source",
+        store,
+        "--ns",
+        "acme",
+        "--db",
+        "prod",
+        "-o",
+        str(tmp_path / "no" / "such" / "d.surql"),
+    )
     assert result.returncode == 2
     assert "does not exist" in one_error_line(result)
 
@@ -152,7 +205,9 @@ def test_import_unreadable_file(tmp_path: Path, content: bytes | None, expected:
     if content is not None:
         dump.write_bytes(content)
     target = tmp_path / "t"
-    result = run_cli("import", "--target", f"surrealkv://{target}", "--ns", "a", "--db", "b", str(dump))
+    result = run_cli(
+        "import", "--target", f"surrealkv://{target}", "--ns", "a", "--db", "b", str(dump)
+    )
     assert result.returncode == 2
     assert expected in one_error_line(result)
     assert not target.exists()
@@ -164,7 +219,9 @@ def test_truncated_dump_is_refused_before_anything_is_imported(tmp_path: Path) -
     dump = tmp_path / "cut.surql"
     dump.write_text(text[:cut])
     target = tmp_path / "t"
-    result = run_cli("import", "--target", f"surrealkv://{target}", "--ns", "a", "--db", "b", str(dump))
+    result = run_cli(
+        "import", "--target", f"surrealkv://{target}", "--ns", "a", "--db", "b", str(dump)
+    )
     assert result.returncode == 2
     assert "truncated" in one_error_line(result)
     assert not target.exists()
@@ -172,7 +229,9 @@ def test_truncated_dump_is_refused_before_anything_is_imported(tmp_path: Path) -
 
 def test_failed_statements_are_listed_with_line_numbers_and_exit_1(tmp_path: Path) -> None:
     dump = tmp_path / "d.surql"
-    dump.write_text("OPTION IMPORT;\nDEFINE TABLE t SCHEMALESS;\nINSERT [ { id: t:1 } ];\nINSERT [ { id: t:1 } ];\nINSERT [ { id: t:2, a: } ];\nINSERT [ { id: t:3 } ];\n")
+    dump.write_text(
+        "OPTION IMPORT;\nDEFINE TABLE t SCHEMALESS;\nINSERT [ { id: t:1 } ];\nINSERT [ { id: t:1 } ];\nINSERT [ { id: t:2, a: } ];\nINSERT [ { id: t:3 } ];\n"
+    )
     url = f"surrealkv://{tmp_path / 't'}"
     result = run_cli("import", "--target", url, "--ns", "a", "--db", "b", str(dump), "--json")
     assert result.returncode == 1
@@ -191,5 +250,7 @@ def test_import_refuses_a_non_empty_database_unless_forced(store: str, tmp_path:
     assert result.returncode == 2
     assert "not empty" in one_error_line(result)
     assert "--force" in result.stderr
-    result = run_cli("import", "--target", store, "--ns", "acme", "--db", "prod", str(dump), "--force")
+    result = run_cli(
+        "import", "--target", store, "--ns", "acme", "--db", "prod", str(dump), "--force"
+    )
     assert result.returncode == 0, result.stderr
