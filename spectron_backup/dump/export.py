@@ -235,27 +235,27 @@ class Exporter:
         for page in iter_record_pages(
             conn,
             table.name,
-            batch_size=self.batch_size,
+            min_page=self.batch_size,
             may_hold_edges=table.may_hold_edges,
             txn=txn,
         ):
-            records = [text for text, is_edge in page if not is_edge]
-            edges = [text for text, is_edge in page if is_edge]
+            for text, _edge in page:
+                hasher.add(text)
             if table.view:
-                for text in records + edges:
-                    hasher.add(text)
                 continue
             if not header_written:
                 out.write("\n" + section_header(f"TABLE DATA: {table.name}"))
                 header_written = True
-            for text in records:
-                hasher.add(text)
-            for text in edges:
-                hasher.add(text)
-            if records:
-                out.write("INSERT [ " + ", ".join(records) + " ];\n")
-            if edges:
-                out.write("INSERT RELATION [ " + ", ".join(edges) + " ];\n")
+            # Like the real exporter: per batch of at most `batch_size` records, one INSERT
+            # line for plain records and one INSERT RELATION line for edges.
+            for start in range(0, len(page), self.batch_size):
+                batch = page[start : start + self.batch_size]
+                records = [text for text, is_edge in batch if not is_edge]
+                edges = [text for text, is_edge in batch if is_edge]
+                if records:
+                    out.write("INSERT [ " + ", ".join(records) + " ];\n")
+                if edges:
+                    out.write("INSERT RELATION [ " + ", ".join(edges) + " ];\n")
             if self.progress:
                 self.progress(table.name, hasher.count)
         if header_written:

@@ -12,38 +12,49 @@ from spectron_backup.surreal import SurrealConnection, surreal_identifier
 Row = tuple[str, bool]
 
 
+#: How much record text one query fetches: each query has a fixed cost in the engine (the
+#: export ran at 0.39x the bare floor with 1,000-record queries and ~0.8x with ~10,000), while
+#: memory is bounded by this size, not by the table's.
+PAGE_BYTES = 24 << 20
+MAX_PAGE_RECORDS = 20_000
+
+
 def iter_record_pages(
     conn: SurrealConnection,
     table: str,
     *,
-    batch_size: int = 1000,
+    min_page: int = 1000,
+    page_bytes: int = PAGE_BYTES,
     may_hold_edges: bool = True,
     txn: Any = None,
 ) -> Iterator[list[Row]]:
-    """Yield the table's records in id order, `batch_size` at a time; one page in memory.
+    """Yield the table's records in id order, a page at a time; one page in memory.
 
-    Each page after the first is `WHERE id > <last id read> LIMIT n`. The 3.x engine plans
-    that as a table scan with the limit pushed down and the predicate tested on keys before
-    values are decoded (EXPLAIN: `TableScan ... limit ..., pre_decode_filter: yes`): a page
-    costs its own records plus ~0.3 us per earlier key (0.3 s at a depth of 1M keys on this
-    machine). The record-id range form `tb:key>..` is a RecordIdScan that decodes the whole
-    rest of the table before applying the limit (5 s a page at 40k records), and
-    START/LIMIT re-reads the skipped records' keys too; neither is used.
+    A page holds about `page_bytes` of record text (at least `min_page` records). Each page
+    after the first is `WHERE id > <last id read> LIMIT n`. The 3.x engine plans that as a
+    table scan with the limit pushed down and the predicate tested on keys before values are
+    decoded (EXPLAIN: `TableScan ... limit ..., pre_decode_filter: yes`): a page costs its
+    own records plus ~0.3 us per earlier key (0.3 s at a depth of 1M keys on this machine).
+    The record-id range form `tb:key>..` is a RecordIdScan that decodes the whole rest of the
+    table before applying the limit (5 s a page at 40k records), and START/LIMIT re-reads the
+    skipped records' keys too; neither is used.
     """
     edge = "record::is_edge(id)" if may_hold_edges else "false"
     source = f"SELECT VALUE [<string> $this, <string> id, {edge}] FROM {surreal_identifier(table)}"
-    limit = f" LIMIT {batch_size}"
-    query = source + limit
+    size = min_page
+    query = f"{source} LIMIT {size}"
     while True:
         rows = conn.run_one(query, txn=txn) or []
         if not rows:
             return
         yield [(text, bool(is_edge)) for text, _id, is_edge in rows]
-        if len(rows) < batch_size:
+        if len(rows) < size:
             return
+        average = sum(len(row[0]) for row in rows) / len(rows)
+        size = max(min_page, min(MAX_PAGE_RECORDS, int(page_bytes / max(average, 1.0))))
         # The engine's own literal of the last id (keyword-named tables, whose ids it
         # prints unparseably, are refused before export starts).
-        query = f"{source} WHERE id > {rows[-1][1]}{limit}"
+        query = f"{source} WHERE id > {rows[-1][1]} LIMIT {size}"
 
 
 def page_query_plan(
@@ -65,7 +76,7 @@ def table_count(conn: SurrealConnection, table: str, *, txn: Any = None) -> int:
 def table_digest(conn: SurrealConnection, table: str, *, batch_size: int = 1000) -> TableHasher:
     """Count and content hash of a table as it is now, streamed (for checking a restore)."""
     hasher = TableHasher()
-    for page in iter_record_pages(conn, table, batch_size=batch_size, may_hold_edges=False):
+    for page in iter_record_pages(conn, table, min_page=batch_size, may_hold_edges=False):
         for text, _edge in page:
             hasher.add(text)
     return hasher
