@@ -1,0 +1,78 @@
+"""Child-process phases of the backup benchmark; each prints one JSON line.
+
+python -m benchmarks.backup_phases export-all STORE_URL OUTDIR
+python -m benchmarks.backup_phases backup STORE_URL TARGET_URL ENDPOINT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.dump_phases import rss_mb
+from spectron_backup.config import SourceConfig
+from spectron_backup.discovery import discover
+from spectron_backup.surreal import connect
+
+
+def export_all(url: str, outdir: str) -> dict:
+    """Export alone: every database of the instance to plain dump files."""
+    from spectron_backup.atomic import atomic_text_writer
+    from spectron_backup.dump.export import export_database
+
+    with connect(url, must_exist=True) as conn:
+        refs = discover(conn, SourceConfig(url=url)).databases
+        opened = rss_mb()
+        started = time.perf_counter()
+        records = size = 0
+        for ref in refs:
+            path = Path(outdir) / f"{ref.ns}__{ref.db}.surql"
+            with atomic_text_writer(path) as out:
+                records += export_database(conn, ref.ns, ref.db, out).records
+            size += path.stat().st_size
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "records": records,
+        "bytes": size,
+        "rss_after_open_mb": round(opened),
+    }
+
+
+def backup(url: str, target: str, endpoint: str) -> dict:
+    """The whole backup of every database: export -> zstd -> sha256 -> S3 upload, + manifest."""
+    from datetime import UTC, datetime
+
+    from spectron_backup.backup import backup_database, build_manifest
+    from spectron_backup.manifest import new_backup_id
+    from spectron_backup.repository import Repository
+    from spectron_backup.stores import open_store
+
+    store = open_store(target, endpoint_url=endpoint)
+    with connect(url, must_exist=True) as conn:
+        found = discover(conn, SourceConfig(url=url))
+        opened = rss_mb()
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        backup_id = new_backup_id(started_at)
+        entries = [backup_database(conn, store, backup_id, ref) for ref in found.databases]
+        manifest = build_manifest(
+            backup_id, started_at, ["daily"], conn.engine_version(), url, found, entries
+        )
+        Repository(store).write_manifest(manifest)
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "records": manifest.records,
+        "raw_bytes": manifest.raw_bytes,
+        "stored_bytes": manifest.bytes,
+        "rss_after_open_mb": round(opened),
+    }
+
+
+PHASES = {"export-all": export_all, "backup": backup}
+
+if __name__ == "__main__":
+    print(json.dumps(PHASES[sys.argv[1]](*sys.argv[2:])))
