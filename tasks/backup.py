@@ -16,16 +16,10 @@ from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
-from tasks.retries import retry_transient
+from tasks.retries import SHORT_STEP_RETRIES, retry_transient
 
 
-@task(
-    name="discover-databases",
-    cache_policy=NONE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(5),
-    retry_condition_fn=retry_transient,
-)
+@task(name="discover-databases", cache_policy=NONE, **SHORT_STEP_RETRIES)
 def discover_databases(
     connections: SourceConnections, config: Config
 ) -> tuple[Discovery, str, str]:
@@ -43,13 +37,7 @@ def discover_databases(
     return found, conn.engine_version(), conn.display_url
 
 
-@task(
-    name="choose-tiers",
-    cache_policy=NONE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(5),
-    retry_condition_fn=retry_transient,
-)
+@task(name="choose-tiers", cache_policy=NONE, **SHORT_STEP_RETRIES)
 def choose_backup_tiers(store: Store, started_at: datetime, requested: str | None) -> list[Tier]:
     return choose_tiers(Repository(store), started_at, requested)
 
@@ -87,13 +75,8 @@ def backup_database_task(
     return entry
 
 
-@task(
-    name="write-manifest",
-    cache_policy=NONE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(5),
-    retry_condition_fn=retry_transient,
-)
+# The manifest is what makes the backup exist: one retry more than the other short steps.
+@task(name="write-manifest", cache_policy=NONE, **{**SHORT_STEP_RETRIES, "retries": 3})
 def write_manifest(store: Store, manifest: Manifest) -> None:
     Repository(store).write_manifest(manifest)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.tasks import exponential_backoff
+
 from spectron_backup.errors import UsageError
 from spectron_backup.stores.base import TransientStoreError
 
@@ -30,3 +32,12 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException as exc:
         return is_transient(exc)
     return False
+
+
+#: Task options for short steps that talk to the source or the store: two retries, 5 s then
+#: 10 s apart, for transient faults only.
+SHORT_STEP_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(5),
+    "retry_condition_fn": retry_transient,
+}

@@ -118,7 +118,7 @@ def command(
         raise OperationFailed("the restore check failed: " + "; ".join(problems[:5]))
     err.print(
         f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
-        f"  spectron-backup list --config {config_path}\n"
-        f"  spectron-backup backup --config {config_path}\n"
-        f"  spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
+        f"  uv run spectron-backup list --config {config_path}\n"
+        f"  uv run spectron-backup backup --config {config_path}\n"
+        f"  uv run spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
     )
