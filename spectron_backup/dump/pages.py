@@ -39,10 +39,8 @@ def iter_record_pages(
     table before applying the limit (5 s a page at 40k records), and START/LIMIT re-reads the
     skipped records' keys too; neither is used.
     """
-    edge = "record::is_edge(id)" if may_hold_edges else "false"
-    source = f"SELECT VALUE [<string> $this, <string> id, {edge}] FROM {surreal_identifier(table)}"
     size = min_page
-    query = f"{source} LIMIT {size}"
+    query = page_query(table, None, size, may_hold_edges=may_hold_edges)
     while True:
         rows = conn.run_one(query, txn=txn) or []
         if not rows:
@@ -52,19 +50,18 @@ def iter_record_pages(
             return
         average = sum(len(row[0]) for row in rows) / len(rows)
         size = max(min_page, min(MAX_PAGE_RECORDS, int(page_bytes / max(average, 1.0))))
-        # The engine's own literal of the last id (keyword-named tables, whose ids it
-        # prints unparseably, are refused before export starts).
-        query = f"{source} WHERE id > {rows[-1][1]} LIMIT {size}"
+        query = page_query(table, rows[-1][1], size, may_hold_edges=may_hold_edges)
 
 
-def page_query_plan(
-    conn: SurrealConnection, table: str, last_id: str, *, batch_size: int = 1000
-) -> str:
-    """EXPLAIN of a follow-on page query, for tests and diagnostics."""
-    return conn.run_one(
-        f"EXPLAIN SELECT VALUE [<string> $this, <string> id, false] FROM {surreal_identifier(table)} "
-        f"WHERE id > {last_id} LIMIT {batch_size}"
-    )
+def page_query(table: str, last_id: str | None, size: int, *, may_hold_edges: bool = True) -> str:
+    """The query of one page: the records after `last_id` (the engine's own literal of the
+    last id read; keyword-named tables, whose ids it prints unparseably, are refused before
+    an export starts), as [text, id, is-edge] triples."""
+    edge = "record::is_edge(id)" if may_hold_edges else "false"
+    query = f"SELECT VALUE [<string> $this, <string> id, {edge}] FROM {surreal_identifier(table)}"
+    if last_id is not None:
+        query += f" WHERE id > {last_id}"
+    return f"{query} LIMIT {size}"
 
 
 def table_count(conn: SurrealConnection, table: str, *, txn: Any = None) -> int:
