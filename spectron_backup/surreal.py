@@ -35,17 +35,6 @@ class Credentials:
     auth_namespace: str | None = None
     auth_database: str | None = None
 
-    @classmethod
-    def from_env(cls, prefix: str = "SURREAL_") -> Credentials:
-        """The `surreal` CLI's own variables: SURREAL_USER, SURREAL_PASS, SURREAL_TOKEN."""
-        password = os.environ.get(f"{prefix}PASS")
-        token = os.environ.get(f"{prefix}TOKEN")
-        return cls(
-            username=os.environ.get(f"{prefix}USER"),
-            password=SecretStr(password) if password else None,
-            token=SecretStr(token) if token else None,
-        )
-
 
 class StatementError(OperationFailed):
     """A SurrealQL statement returned an error."""
@@ -177,7 +166,13 @@ class SurrealConnection:
         creds = self.credentials
         try:
             if creds.token is not None:
-                self._db.authenticate(creds.token.get_secret_value())
+                try:
+                    self._db.authenticate(creds.token.get_secret_value())
+                except ValueError:  # the SDK refuses, unsent, a token that is not a JWT
+                    raise UsageError(
+                        f"the token for SurrealDB at {self.display_url} is not a token SurrealDB "
+                        "issues (three dot-separated parts); check SURREAL_TOKEN / --token"
+                    ) from None
             elif creds.username:
                 vars: dict[str, Any] = {
                     "username": creds.username,
@@ -189,12 +184,25 @@ class SurrealConnection:
                     vars["database"] = creds.auth_database
                 self._db.signin(vars)
         except SurrealError as exc:
-            who = f"user {creds.username!r}" if creds.username else "the token"
             message = _scrub(str(exc), creds)
             raise UsageError(
-                f"SurrealDB at {self.display_url} refused {who}: {message}; check the "
+                f"SurrealDB at {self.display_url} refused {self._who()}: {message}; check the "
                 "credentials (SURREAL_USER / SURREAL_PASS / SURREAL_TOKEN)"
             ) from None
+
+    def _who(self) -> str:
+        creds = self.credentials
+        if creds.token is not None:
+            return "the token"
+        return f"user {creds.username!r}" if creds.username else "an anonymous session"
+
+    def _not_allowed(self, message: str) -> UsageError:
+        """The server refused this session an operation: the operator's configuration (exit 2)."""
+        return UsageError(
+            f"SurrealDB at {self.display_url} refused {self._who()} permission: "
+            f"{_scrub(message, self.credentials)}; check the user's level (root, or --auth-ns) "
+            "and roles (VIEWER to export, EDITOR to import), or the token's access"
+        )
 
     # -- queries ---------------------------------------------------------------------
 
@@ -206,10 +214,10 @@ class SurrealConnection:
     ) -> list[dict[str, Any]]:
         """Run SurrealQL; return one result dict (status, result) per statement.
 
-        Raises QueryRejected when the query as a whole was refused (a parse error), and
-        UsageError when the server is gone.
+        Raises QueryRejected when the query as a whole was refused (a parse error), UsageError
+        when the session lacks permission, and OperationFailed when the server is gone.
         """
-        from surrealdb.errors import SurrealError
+        from surrealdb.errors import NotAllowedError, SurrealError
 
         try:
             response = (
@@ -218,12 +226,16 @@ class SurrealConnection:
                 else self._db.query_raw(sql, vars or {})
             )
         except SurrealError as exc:
+            if isinstance(exc, NotAllowedError) or getattr(exc, "status", None) in (401, 403):
+                raise self._not_allowed(str(exc)) from None
             raise OperationFailed(
                 f"SurrealDB at {self.display_url}: {_scrub(str(exc), self.credentials)}"
             ) from None
         if "error" in response:
             error = response["error"]
             message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            if _is_not_allowed(error):
+                raise self._not_allowed(message)
             raise QueryRejected(message)
         return response.get("result") or []
 
@@ -235,6 +247,8 @@ class SurrealConnection:
         values = []
         for index, item in enumerate(results):
             if item.get("status") != "OK":
+                if _is_not_allowed(item):
+                    raise self._not_allowed(str(item.get("result")))
                 raise StatementError(str(item.get("result")), index)
             values.append(item.get("result"))
         return values
@@ -314,6 +328,20 @@ class SurrealConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_not_allowed(error: Any) -> bool:
+    """A statement or RPC error for lack of permission (IAM), not for a bad query.
+
+    SurrealDB 3.x says so in `kind` (NotAllowed, with Auth details: not scripting or a function
+    the server's capabilities forbid); 2.x only in its message.
+    """
+    if not isinstance(error, dict):
+        return False
+    if error.get("kind") == "NotAllowed":
+        details = error.get("details")
+        return not isinstance(details, dict) or details.get("kind") == "Auth"
+    return "Not enough permissions" in str(error.get("result") or error.get("message") or "")
 
 
 def _scrub(text: str, creds: Credentials) -> str:
