@@ -226,6 +226,13 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 
+    def lock_until(self, key: str) -> datetime | None:
+        """Until when the store refuses to really delete the object (S3 Object Lock), or
+        None if nothing protects it (or there is no such object). A protection without an
+        end (a legal hold) is `datetime.max` in UTC. The date may be past: compare it with
+        the present. Stores without such locks (the file store) always answer None."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the store must not be used afterwards."""
 

@@ -374,6 +374,35 @@ class S3Store(Store):
             metadata=dict(response.get("Metadata") or {}),
         )
 
+    def lock_until(self, key: str) -> datetime | None:
+        """The S3 Object Lock on the current version of the object (HeadObject's
+        ObjectLockRetainUntilDate, GOVERNANCE or COMPLIANCE; a legal hold is
+        `datetime.max`), or None.
+
+        This matters because a locked object does not refuse a plain DeleteObject: a bucket
+        with Object Lock is versioned, so the delete succeeds and only adds a delete marker;
+        the key disappears from listings while the locked version stays (and is billed)
+        until its date. Only deleting the version itself is refused (AccessDenied). So the
+        caller must ask before deleting, not wait for an error.
+        """
+        full = self._full(key)
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=full)
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 404 or code in _NOT_FOUND_CODES:
+                self._check_bucket()
+                return None
+            raise self._translate(exc, "head", key) from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, "head", key) from exc
+        if response.get("ObjectLockLegalHoldStatus") == "ON":
+            return datetime.max.replace(tzinfo=UTC)
+        until = response.get("ObjectLockRetainUntilDate")
+        if isinstance(until, str):  # botocore parses it; be lenient with odd servers
+            until = datetime.fromisoformat(until.replace("Z", "+00:00"))
+        return _utc(until) if until else None
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         return self._list(prefix)

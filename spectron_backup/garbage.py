@@ -1,0 +1,191 @@
+"""Garbage collection of the backup repository (design section 5).
+
+Two kinds of garbage, both collected only after a grace period (`backups.keep.
+incomplete_grace`, 24 hours by default):
+
+* incomplete backups: folders `backups/<id>/` without a manifest (a failed or interrupted
+  backup, or one whose deletion stopped after its manifest: prune deletes the manifest
+  first). Their age is that of their NEWEST object, not the time in the id: a slow backup is
+  still writing long after it started, and must not lose its first objects before its
+  manifest is written. On S3 a multipart upload still pending inside the folder also counts
+  as activity (a large database may take hours to upload and appears only at the end);
+* on S3, multipart uploads under the store's prefix that were started longer ago than the
+  grace period and never completed or aborted (their parts are billed, invisible in
+  listings).
+
+Folders under `backups/` whose name is not a backup id are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from spectron_backup.errors import SpectronBackupError
+from spectron_backup.manifest import backup_time
+from spectron_backup.repository import BACKUPS, MANIFEST, BackupEntry, Repository, manifest_key
+
+__all__ = [
+    "Garbage",
+    "backup_folder",
+    "collect_garbage",
+    "find_garbage",
+    "has_manifest",
+    "incomplete_garbage",
+    "is_backup_folder",
+    "is_backup_id",
+    "pending_uploads",
+    "upload_garbage",
+]
+
+
+@dataclass(frozen=True)
+class Garbage:
+    kind: Literal["incomplete-backup", "multipart-upload"]
+    key: str
+    """The backup folder's prefix `backups/<id>/`, or the key of the upload's object."""
+    age: timedelta
+    detail: str
+    upload_id: str | None = None
+
+
+def backup_folder(backup_id: str) -> str:
+    return f"{BACKUPS}{backup_id}/"
+
+
+def is_backup_id(name: str) -> bool:
+    try:
+        backup_time(name)
+    except ValueError:
+        return False
+    return True
+
+
+def has_manifest(entry: BackupEntry) -> bool:
+    """Whether the folder holds a manifest object (readable or not)."""
+    return any(o.key == manifest_key(entry.backup_id) for o in entry.objects)
+
+
+def is_backup_folder(entry: BackupEntry) -> bool:
+    """A real backup folder: a backup id, with objects inside it (not a stray object
+    `backups/<name>` directly under backups/)."""
+    folder = backup_folder(entry.backup_id)
+    return is_backup_id(entry.backup_id) and all(o.key.startswith(folder) for o in entry.objects)
+
+
+def pending_uploads(repo: Repository) -> list:
+    """The store's pending multipart uploads (S3), or [] for stores without them."""
+    lister = getattr(repo.store, "list_multipart_uploads", None)
+    return list(lister()) if callable(lister) else []
+
+
+def _utc(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    return now.astimezone(UTC)
+
+
+def incomplete_garbage(
+    entries: Iterable[BackupEntry],
+    grace: timedelta,
+    now: datetime,
+    uploads: Iterable = (),
+) -> list[Garbage]:
+    """The incomplete backups among `entries` (from `Repository.backups`) older than `grace`;
+    `uploads` are the store's pending multipart uploads (activity in a folder)."""
+    now = _utc(now)
+    activity: dict[str, datetime] = {}
+    for upload in uploads:
+        if upload.key.startswith(BACKUPS):
+            backup_id = upload.key[len(BACKUPS) :].split("/", 1)[0]
+            activity[backup_id] = max(activity.get(backup_id, upload.initiated), upload.initiated)
+    found = []
+    for entry in entries:
+        if not is_backup_folder(entry) or has_manifest(entry) or not entry.objects:
+            continue
+        newest = entry.last_modified
+        assert newest is not None
+        last = max(newest, activity.get(entry.backup_id, newest))
+        age = now - last
+        if age <= grace:
+            continue
+        n = len(entry.objects)
+        detail = (
+            f"{n} object{'s' if n != 1 else ''}, no {MANIFEST}; "
+            f"newest written {last:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        found.append(Garbage("incomplete-backup", backup_folder(entry.backup_id), age, detail))
+    return found
+
+
+def upload_garbage(uploads: Iterable, grace: timedelta, now: datetime) -> list[Garbage]:
+    """The multipart uploads among `uploads` started longer than `grace` before `now`."""
+    now = _utc(now)
+    found = []
+    for upload in uploads:
+        age = now - upload.initiated
+        if age > grace:
+            found.append(
+                Garbage(
+                    "multipart-upload",
+                    upload.key,
+                    age,
+                    f"upload {upload.upload_id} started {upload.initiated:%Y-%m-%dT%H:%M:%SZ}, "
+                    "never completed",
+                    upload_id=upload.upload_id,
+                )
+            )
+    return found
+
+
+def find_garbage(repo: Repository, grace: timedelta, now: datetime) -> list[Garbage]:
+    """Incomplete backups and (on S3) stale multipart uploads older than `grace`: the
+    multipart uploads first, then the backup folders oldest first. Changes nothing."""
+    uploads = pending_uploads(repo)
+    entries = repo.backups(load_manifests=False)
+    return upload_garbage(uploads, grace, now) + incomplete_garbage(entries, grace, now, uploads)
+
+
+def collect_garbage(repo: Repository, items: list[Garbage]) -> list[str]:
+    """Delete `items` (from `find_garbage`); the problems met, one line each. A failing item
+    never stops the others. A folder that has gained a manifest since it was found is left
+    alone (its backup finished after all)."""
+    store = repo.store
+    problems: list[str] = []
+    for item in items:
+        try:
+            if item.kind == "multipart-upload":
+                abort = getattr(store, "abort_multipart_upload", None)
+                if abort is None or item.upload_id is None:
+                    problems.append(f"{item.key}: cannot abort a multipart upload on {store.url}")
+                    continue
+                abort(item.key, item.upload_id)
+                continue
+            backup_id = item.key[len(BACKUPS) :].rstrip("/")
+            if (
+                not item.key.startswith(BACKUPS)
+                or not is_backup_id(backup_id)
+                or item.key != backup_folder(backup_id)
+            ):
+                problems.append(f"{item.key}: not a backup folder, left alone")
+                continue
+            if store.exists(manifest_key(backup_id)):
+                problems.append(f"{item.key}: has a manifest now (the backup finished), left alone")
+                continue
+            objects = list(store.list(item.key))
+            failed: list[str] = []
+            for info in objects:
+                try:
+                    store.delete(info.key)
+                except (SpectronBackupError, OSError) as exc:
+                    failed.append(str(exc))
+            if failed:
+                problems.append(
+                    f"{item.key}: {len(failed)} of {len(objects)} objects could not be "
+                    f"deleted: {failed[0]}"
+                )
+        except (SpectronBackupError, OSError) as exc:
+            problems.append(f"{item.key}: garbage collection failed: {exc}")
+    return problems
