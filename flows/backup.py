@@ -22,6 +22,7 @@ from tasks.backup import (
     publish_backup_report,
     write_manifest,
 )
+from tasks.prune import prune_backups, publish_prune_report
 
 
 @flow(name="backup", task_runner=ThreadPoolTaskRunner(max_workers=8))
@@ -67,6 +68,9 @@ def backup(
         write_manifest(store, manifest)
         seconds = time.perf_counter() - started
         publish_backup_report(manifest, found, store.url, seconds)
+        # Only after a successful backup: a failing backup must never thin out the good ones.
+        pruned = prune_backups(store, config.backups.keep, datetime.now(UTC), False)
+        publish_prune_report(pruned)
         logger.info(
             "backup %s complete: %d databases, %.1f MB stored",
             backup_id,
@@ -75,6 +79,7 @@ def backup(
         )
         return {
             **manifest.summary(),
+            "pruned": [d["backup_id"] for d in pruned["decisions"] if d["action"] == "delete"],
             "seconds": round(seconds, 3),
             "target": store.url,
             "missing_contexts": [m.context for m in found.missing],

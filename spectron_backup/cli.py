@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from spectron_backup.commands import backup, demo, export, import_dump, list_backups, seed
+from spectron_backup.commands import backup, demo, export, import_dump, list_backups, prune, seed
 
 app = typer.Typer(
     name="spectron-backup",
@@ -25,6 +25,7 @@ app.command("seed")(seed.command)
 app.command("demo")(demo.command)
 app.command("backup")(backup.command)
 app.command("list")(list_backups.command)
+app.command("prune")(prune.command)
 
 
 def main() -> None:

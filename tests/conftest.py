@@ -14,6 +14,13 @@ from tests.faults import CuttingProxy
 from tests.s3server import S3_TEST_ENV, S3_TEST_UNSET, moto_s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
+# No telemetry and no state outside the project, whoever runs the tests (make sets these too).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXPORT_FIXTURES = FIXTURES / "surreal-3.0.2-export"
 

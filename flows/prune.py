@@ -1,0 +1,36 @@
+"""The prune flow: retention pruning and garbage collection on their own (ad hoc)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+
+from spectron_backup.config import load_config
+from spectron_backup.durations import parse_timestamp
+from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.stores import open_target_store
+from tasks.prune import prune_backups, publish_prune_report
+
+
+@flow(name="prune")
+def prune(
+    config_path: str | None = None, dry_run: bool = False, now: str | None = None
+) -> dict[str, Any]:
+    """Apply `backups.keep` to the backup target: delete what no rule keeps, collect
+    incomplete backups and stale multipart uploads older than `incomplete_grace`.
+
+    `dry_run` reports the same decisions and changes nothing. `now` (RFC 3339) replaces the
+    clock, to see what a later run would do.
+    """
+    config = load_config(config_path)
+    try:
+        moment = parse_timestamp(now) if now else datetime.now(UTC)
+    except ValueError as exc:
+        raise UsageError(f"now: {exc}") from None
+    report = prune_backups(open_target_store(config.target), config.backups.keep, moment, dry_run)
+    publish_prune_report(report)
+    if report["problems"] and not dry_run:
+        raise OperationFailed("pruning could not finish: " + "; ".join(report["problems"][:5]))
+    return report
