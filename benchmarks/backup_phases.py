@@ -43,25 +43,15 @@ def export_all(url: str, outdir: str) -> dict:
 
 def backup(url: str, target: str, endpoint: str) -> dict:
     """The whole backup of every database: export -> zstd -> sha256 -> S3 upload, + manifest."""
-    from datetime import UTC, datetime
-
-    from spectron_backup.backup import backup_database, build_manifest
-    from spectron_backup.manifest import new_backup_id
-    from spectron_backup.repository import Repository
+    from spectron_backup.backup import backup_instance
     from spectron_backup.stores import open_store
 
     store = open_store(target, endpoint_url=endpoint)
     with connect(url, must_exist=True) as conn:
-        found = discover(conn, SourceConfig(url=url))
+        conn.run_one("INFO FOR ROOT")
         opened = rss_mb()
-        started_at = datetime.now(UTC)
         started = time.perf_counter()
-        backup_id = new_backup_id(started_at)
-        entries = [backup_database(conn, store, backup_id, ref) for ref in found.databases]
-        manifest = build_manifest(
-            backup_id, started_at, ["daily"], conn.engine_version(), url, found, entries
-        )
-        Repository(store).write_manifest(manifest)
+        manifest = backup_instance(conn, store, SourceConfig(url=url))
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,

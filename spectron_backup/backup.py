@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import zstandard
 
 import spectron_backup
-from spectron_backup.config import Config
-from spectron_backup.discovery import DatabaseRef, Discovery
+from spectron_backup.config import Config, SourceConfig
+from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.dump.export import export_database
 from spectron_backup.errors import OperationFailed, SpectronBackupError
 from spectron_backup.manifest import (
@@ -27,6 +27,7 @@ from spectron_backup.manifest import (
     MissingContext,
     TableEntry,
     Tier,
+    new_backup_id,
     rfc3339,
 )
 from spectron_backup.repository import Repository, object_key
@@ -179,3 +180,35 @@ def build_manifest(
             MissingContext(context=m.context or "", ns=m.ns, db=m.db) for m in found.missing
         ],
     )
+
+
+def backup_instance(
+    conn: SurrealConnection,
+    store: Store,
+    source: SourceConfig,
+    *,
+    tiers: list[Tier] | None = None,
+    compression_level: int = 3,
+    started_at: datetime | None = None,
+) -> Manifest:
+    """The whole backup without Prefect, one database after the other (benchmarks, tests,
+    scripts): discover, back up every database, write the manifest last. The flow `backup`
+    composes the same steps as retried, parallel tasks."""
+    started_at = started_at or datetime.now(UTC)
+    found = discover(conn, source)
+    backup_id = new_backup_id(started_at)
+    entries = [
+        backup_database(conn, store, backup_id, ref, compression_level=compression_level)
+        for ref in found.databases
+    ]
+    manifest = build_manifest(
+        backup_id,
+        started_at,
+        tiers or ["daily"],
+        conn.engine_version(),
+        conn.display_url,
+        found,
+        entries,
+    )
+    Repository(store).write_manifest(manifest)
+    return manifest
