@@ -10,7 +10,16 @@ import os
 
 import typer
 
-from spectron_backup.commands import backup, demo, export, import_dump, list_backups, prune, seed
+from spectron_backup.commands import (
+    backup,
+    demo,
+    export,
+    import_dump,
+    list_backups,
+    prune,
+    restore,
+    seed,
+)
 
 app = typer.Typer(
     name="spectron-backup",
@@ -26,6 +35,7 @@ app.command("demo")(demo.command)
 app.command("backup")(backup.command)
 app.command("list")(list_backups.command)
 app.command("prune")(prune.command)
+app.command("restore")(restore.command)
 
 
 def main() -> None:

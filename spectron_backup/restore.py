@@ -11,14 +11,16 @@ import io
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
 import zstandard
 
 from spectron_backup.dump.importer import Importer, ImportSummary
 from spectron_backup.dump.pages import table_digest
-from spectron_backup.errors import OperationFailed
-from spectron_backup.manifest import DatabaseEntry
+from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.manifest import DatabaseEntry, Manifest
+from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
 from spectron_backup.surreal import SurrealConnection
 
@@ -123,3 +125,58 @@ def restore_database(
         conn.use(ns, db)
         result.mismatches = compare_with_manifest(conn, entry)
     return result
+
+
+def select_backup(
+    repo: Repository, which: str | None = "latest", *, before: datetime | None = None
+) -> Manifest:
+    """The manifest of the backup to restore: `latest`, a backup id, or the newest complete
+    backup started before `before`. Incomplete backups are never chosen."""
+    complete = repo.complete_backups()
+    if before is not None:
+        candidates = [b for b in complete if b.manifest is not None and b.manifest.started < before]
+        if not candidates:
+            raise UsageError(
+                f"no complete backup in {repo.store.url} started before {before:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        return candidates[-1].manifest  # type: ignore[return-value]
+    if which in (None, "latest"):
+        if not complete:
+            raise UsageError(
+                f"no complete backup in {repo.store.url}: run `spectron-backup list` to see what is there"
+            )
+        return complete[-1].manifest  # type: ignore[return-value]
+    for entry in repo.backups():
+        if entry.backup_id == which:
+            if entry.manifest is None:
+                raise UsageError(
+                    f"backup {which} is incomplete (no manifest{': ' + entry.problem if entry.problem else ''}); it cannot be restored"
+                )
+            return entry.manifest
+    raise UsageError(
+        f"backup {which} does not exist in {repo.store.url}: run `spectron-backup list` to see the backups"
+    )
+
+
+def select_databases(
+    manifest: Manifest, *, context: str | None = None, database: str | None = None
+) -> list[DatabaseEntry]:
+    """All databases of a backup, or the one of a Context id, or one given as NS/DB."""
+    if context is not None:
+        chosen = [d for d in manifest.databases if d.context == context]
+        if not chosen:
+            known = ", ".join(sorted(d.context for d in manifest.databases if d.context)) or "none"
+            raise UsageError(
+                f"backup {manifest.backup_id} has no Context {context!r} (it has: {known})"
+            )
+        return chosen
+    if database is not None:
+        ns, _, db = database.partition("/")
+        chosen = [d for d in manifest.databases if (d.ns, d.db) == (ns, db)]
+        if not db or not chosen:
+            known = ", ".join(f"{d.ns}/{d.db}" for d in manifest.databases)
+            raise UsageError(
+                f"backup {manifest.backup_id} has no database {database!r} (NS/DB; it has: {known})"
+            )
+        return chosen
+    return list(manifest.databases)
