@@ -355,10 +355,11 @@ class S3Store(Store):
         finally:
             body.close()
 
-    def head(self, key: str) -> ObjectInfo | None:
+    def _head_object(self, key: str) -> dict[str, Any] | None:
+        """HeadObject's response, or None when there is no such object (in an existing bucket)."""
         full = self._full(key)
         try:
-            response = self._client.head_object(Bucket=self.bucket, Key=full)
+            return self._client.head_object(Bucket=self.bucket, Key=full)
         except ClientError as exc:
             code, status = _error_code(exc)
             if status == 404 or code in _NOT_FOUND_CODES:
@@ -367,6 +368,11 @@ class S3Store(Store):
             raise self._translate(exc, "head", key) from exc
         except BotoCoreError as exc:
             raise self._translate(exc, "head", key) from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        response = self._head_object(key)
+        if response is None:
+            return None
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
@@ -385,17 +391,9 @@ class S3Store(Store):
         until its date. Only deleting the version itself is refused (AccessDenied). So the
         caller must ask before deleting, not wait for an error.
         """
-        full = self._full(key)
-        try:
-            response = self._client.head_object(Bucket=self.bucket, Key=full)
-        except ClientError as exc:
-            code, status = _error_code(exc)
-            if status == 404 or code in _NOT_FOUND_CODES:
-                self._check_bucket()
-                return None
-            raise self._translate(exc, "head", key) from exc
-        except BotoCoreError as exc:
-            raise self._translate(exc, "head", key) from exc
+        response = self._head_object(key)
+        if response is None:
+            return None
         if response.get("ObjectLockLegalHoldStatus") == "ON":
             return datetime.max.replace(tzinfo=UTC)
         until = response.get("ObjectLockRetainUntilDate")
