@@ -133,6 +133,7 @@ def backup_database(
         records=summary.records,
         snapshot=summary.snapshot,
         snapshot_method=summary.snapshot_method,
+        schema_hash=summary.schema_hash,
         seconds=round(time.perf_counter() - started, 3),
         warnings=summary.warnings,
     )

@@ -50,6 +50,8 @@ class DatabaseEntry(BaseModel):
     records: int = 0
     snapshot: bool = True
     snapshot_method: str = ""
+    #: fingerprint of the schema (INFO FOR DB and every INFO FOR TABLE), see dump.schema
+    schema_hash: str = ""
     seconds: float = 0.0
     warnings: list[str] = Field(default_factory=list)
 

@@ -28,6 +28,7 @@ from spectron_backup.dump.format import (
     section_header,
 )
 from spectron_backup.dump.pages import iter_record_pages, table_count
+from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.surreal import QueryRejected, SurrealConnection, surreal_identifier
 
@@ -51,6 +52,8 @@ class ExportSummary:
     tables: dict[str, TableSummary] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: fingerprint of INFO FOR DB and every INFO FOR TABLE (see dump.schema)
+    schema_hash: str = ""
 
     @property
     def records(self) -> int:
@@ -62,6 +65,7 @@ class ExportSummary:
             "db": self.database,
             "snapshot": self.snapshot,
             "snapshot_method": self.snapshot_method,
+            "schema_hash": self.schema_hash,
             "engine_version": self.engine_version,
             "records": self.records,
             "seconds": round(self.seconds, 3),
@@ -139,12 +143,17 @@ class Exporter:
                 for name, define in sorted(info.get("tables", {}).items())
             ]
             self._check_table_names(tables, txn)
+            table_infos = {
+                t.name: conn.run_one(f"INFO FOR TABLE {surreal_identifier(t.name)}", txn=txn) or {}
+                for t in tables
+            }
+            summary.schema_hash = fingerprint(info, table_infos)
             out.write(self._preamble(summary))
             out.write(section_header("OPTION"))
             out.write("OPTION IMPORT;\n\n")
             self._write_db_sections(out, info, summary)
-            for table in self._restore_order(tables, txn):
-                self._write_table(out, table, summary, txn)
+            for table in self._restore_order(tables, table_infos):
+                self._write_table(out, table, table_infos[table.name], summary, txn)
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -197,16 +206,15 @@ class Exporter:
                     "rename the table (for example with a copy to a new name) before backing it up"
                 ) from None
 
-    def _restore_order(self, tables: list[_Table], txn: Any) -> list[_Table]:
+    def _restore_order(
+        self, tables: list[_Table], table_infos: dict[str, dict[str, Any]]
+    ) -> list[_Table]:
         """Relation tables after the others (an ENFORCED edge needs its endpoints' data
         first), then views, each after every table it reads (`INFO FOR TABLE src` lists the
         views fed by src), since a view cannot be defined before its sources."""
         sources: dict[str, set[str]] = {}
         for table in tables:
-            info = (
-                self.conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}", txn=txn) or {}
-            )
-            for view in info.get("tables") or {}:
+            for view in table_infos[table.name].get("tables") or {}:
                 sources.setdefault(view, set()).add(table.name)
         plain = [t for t in tables if t.name not in sources]
         ordered = [t for t in plain if t.kind != "RELATION"] + [
@@ -221,9 +229,15 @@ class Exporter:
             views = [v for v in views if v.name not in placed]
         return ordered
 
-    def _write_table(self, out: TextIO, table: _Table, summary: ExportSummary, txn: Any) -> None:
+    def _write_table(
+        self,
+        out: TextIO,
+        table: _Table,
+        table_info: dict[str, Any],
+        summary: ExportSummary,
+        txn: Any,
+    ) -> None:
         conn = self.conn
-        table_info = conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}", txn=txn) or {}
         out.write(section_header(f"TABLE: {table.name}"))
         out.write(f"{table.define};\n\n")
         for group in ("fields", "indexes", "events"):
