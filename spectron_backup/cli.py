@@ -13,6 +13,7 @@ import typer
 from spectron_backup.commands import (
     backup,
     demo,
+    drill,
     export,
     import_dump,
     list_backups,
@@ -36,6 +37,7 @@ app.command("backup")(backup.command)
 app.command("list")(list_backups.command)
 app.command("prune")(prune.command)
 app.command("restore")(restore.command)
+app.command("drill")(drill.command)
 
 
 def main() -> None:

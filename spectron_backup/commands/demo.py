@@ -2,27 +2,23 @@
 
 On first run it seeds a small Spectron instance into an embedded surrealkv store (with its
 documents in a local document store) and writes a configuration file; every run then backs
-the instance up through the Prefect flow `backup` into a local backup target, and restores
-every database of that backup into a scratch store, checking sha256, record counts and
-content hashes against the manifest. Rerunning adds a backup.
+the instance up through the Prefect flow `backup` into a local backup target, and runs the
+restore drill (flow `restore-drill`) on that backup: every database restored into a
+temporary scratch store and validated (sha256, counts and hashes against the manifest,
+Spectron's expectations, documents present in the document store). Rerunning adds a backup.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from spectron_backup.commands.options import reports_errors
-from spectron_backup.config import load_config
 from spectron_backup.console import err
-from spectron_backup.errors import OperationFailed
-from spectron_backup.repository import Repository
-from spectron_backup.restore import restore_database
-from spectron_backup.stores import open_store, open_target_store
+from spectron_backup.errors import OperationFailed, SpectronBackupError
+from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
 
 CONFIG = """\
@@ -78,47 +74,38 @@ def command(
         f"{result['raw_bytes'] / 1e6:.1f} MB dumped -> {result['bytes'] / 1e6:.1f} MB stored, {result['seconds']:.1f}s"
     )
 
+    from flows.drill import restore_drill
+
     err.print(
-        "[bold]2. restore check[/]: every database of the backup into a scratch store, verified"
+        "[bold]2. restore drill[/] (Prefect flow `restore-drill`): the backup restored into a "
+        "scratch store and validated"
     )
-    config = load_config(config_path)
-    store = open_target_store(config.target)
-    manifest = Repository(store).read_manifest(result["backup_id"])
-    scratch = workdir / "scratch"
-    shutil.rmtree(scratch, ignore_errors=True)
-    report = Table()
-    for column in (
-        "database",
-        "records",
-        "stored",
-        "download",
-        "import",
-        "sha256",
-        "counts + hashes",
-    ):
-        report.add_column(column)
-    problems: list[str] = []
-    with connect(f"surrealkv://{scratch}") as target:
-        for entry in manifest.databases:
-            restored = restore_database(store, entry, target)
-            problems += [f"{entry.ns}/{entry.db}: {f}" for f in restored.imported.failures]
-            problems += [f"{entry.ns}/{entry.db}: {m}" for m in restored.mismatches]
-            report.add_row(
-                f"{entry.ns}/{entry.db}",
-                f"{entry.records:,}",
-                f"{entry.bytes / 1e6:.2f} MB",
-                f"{restored.download_seconds:.2f}s",
-                f"{restored.import_seconds:.2f}s",
-                "[green]ok[/]",
-                "[green]ok[/]" if restored.ok else "[red]MISMATCH[/]",
-            )
-    shutil.rmtree(scratch, ignore_errors=True)
-    err.print(report)
-    if problems:
-        raise OperationFailed("the restore check failed: " + "; ".join(problems[:5]))
+    state = restore_drill(
+        config_path=str(config_path), backup=result["backup_id"], return_state=True
+    )
+    if state.is_completed():
+        record, failure = state.result(), None
+    else:
+        failure = state.result(raise_on_failure=False)
+        record = getattr(failure, "record", None)
+    if record:
+        checks = record["checks"]
+        verdict = "[green]passed[/]" if record["passed"] else "[red]FAILED[/]"
+        err.print(
+            f"   drill {verdict}: {len(record['databases'])} databases, {record['records']:,} records, "
+            f"{sum(c['passed'] for c in checks)} of {len(checks)} checks passed; restore "
+            f"{record['restore_seconds']:.1f}s, validation {record['validation_seconds']:.1f}s"
+        )
+        for line in record["failures"][:5]:
+            err.print(f"   [red]x[/] {line}", soft_wrap=True)
+    if failure is not None:
+        if isinstance(failure, SpectronBackupError):
+            raise failure
+        raise OperationFailed(f"the restore drill failed: {failure}")
     err.print(
         f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
         f"  uv run spectron-backup list --config {config_path}\n"
         f"  uv run spectron-backup backup --config {config_path}\n"
+        f"  uv run spectron-backup drill --config {config_path} --backup random\n"
         f"  uv run spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
     )

@@ -1,0 +1,535 @@
+"""The restore drill as an operator relies on it: through a real Prefect API, on small
+seeded instances with a document store; every fault is caused for real on a copy of a good
+backup, and every failure must reach the drill record, the flow run's state, the events and
+a webhook listening on loopback, while the scratch store is always gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.drill import restore_drill
+from spectron_backup.backup import backup_instance
+from spectron_backup.commands.list_backups import describe
+from spectron_backup.config import SourceConfig
+from spectron_backup.drill import DrillFailed, choose_backup, run_drill
+from spectron_backup.errors import UsageError
+from spectron_backup.manifest import Manifest
+from spectron_backup.repository import Repository, manifest_key
+from spectron_backup.seed import SeedPlan, seed_instance
+from spectron_backup.stores import open_store
+from spectron_backup.surreal import connect
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+PLAN = SeedPlan(contexts=1, scale=0.3, seed=5, embedding_width=8)
+CONTEXT_DB = "ctx_acme_prod/acme_prod"
+#: the secret part of the webhook URL: it must never show up in logs, artifacts or records
+HOOK_SECRET = "T0DRILL/B0DRILL/not-for-logs-9f3c1a"
+MISSING_ID = "20200101T000000Z-abcdef"
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Origin:
+    """A seeded instance, its documents and one good backup of it (never modified)."""
+
+    source: str
+    target: Path
+    documents: Path
+    backup_id: str
+
+
+def make_origin(root: Path, plant: str | None = None) -> Origin:
+    source = f"surrealkv://{root / 'spectron'}"
+    documents = open_store(f"file://{root / 'documents'}")
+    store = open_store(f"file://{root / 'target'}")
+    with connect(source) as conn:
+        seed_instance(conn, PLAN, documents=documents.put_bytes)
+        if plant:
+            conn.use(*CONTEXT_DB.split("/"))
+            conn.run(plant)
+        manifest = backup_instance(conn, store, SourceConfig(url=source))
+    return Origin(source, root / "target", root / "documents", manifest.backup_id)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
+    return make_origin(tmp_path_factory.mktemp("origin"))
+
+
+@pytest.fixture(scope="module")
+def gossip_origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
+    """A backup of an instance holding a memory record of category 'gossip'. The schema's
+    ASSERT refuses it; `OPTION IMPORT` (as a dump's import would) skips the assertion."""
+    return make_origin(
+        tmp_path_factory.mktemp("gossip"),
+        plant="OPTION IMPORT; UPDATE entity SET memory_category = 'gossip' "
+        "WHERE id = (SELECT VALUE id FROM entity ORDER BY id LIMIT 1)[0] RETURN NONE",
+    )
+
+
+@dataclass
+class Webhook:
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def webhook_server() -> Iterator[Webhook]:
+    """A Slack-like incoming webhook on loopback that keeps every JSON message POSTed to it."""
+    hook = Webhook("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            hook.received.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/services/{HOOK_SECRET}"
+    yield hook
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def webhook(webhook_server: Webhook) -> Webhook:
+    webhook_server.received.clear()
+    return webhook_server
+
+
+@pytest.fixture
+def scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary directory of everything the drill creates (its embedded scratch store)."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@dataclass
+class Setup:
+    config: Path
+    target: Path
+    documents: Path
+    backup_id: str
+
+    @property
+    def store(self):
+        return open_store(f"file://{self.target}")
+
+    def manifest(self) -> Manifest:
+        return Repository(self.store).read_manifest(self.backup_id)
+
+
+def setup_from(origin: Origin, tmp_path: Path, webhook: Webhook | None) -> Setup:
+    """A copy of the origin's backup and documents that a test may damage, and its config."""
+    target, documents = tmp_path / "target", tmp_path / "documents"
+    shutil.copytree(origin.target, target)
+    shutil.copytree(origin.documents, documents)
+    lines = [
+        f"source: {{url: '{origin.source}'}}",
+        f"target: {{url: 'file://{target}'}}",
+        f"documents: {{url: 'file://{documents}'}}",
+    ]
+    if webhook is not None:
+        lines.append(f"alerts: {{webhook_url: '{webhook.url}'}}")
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return Setup(config, target, documents, origin.backup_id)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def drill(setup: Setup, **params: Any):
+    """Run the flow; (final state, flow run id)."""
+    state = restore_drill(config_path=str(setup.config), return_state=True, **params)
+    return state, state.state_details.flow_run_id
+
+
+def drill_records(setup: Setup) -> list[dict[str, Any]]:
+    repo = Repository(setup.store)
+    return [repo.read_json(key) for b in repo.backups() for key in b.drills]
+
+
+def wait_for_event(name: str, flow_run_id: Any, timeout: float = 20) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:  # events are delivered asynchronously
+            events = client.read_events(
+                EventFilter(event=EventNameFilter(name=[name])), limit=50
+            ).events
+            for event in events:
+                related = {r.get("prefect.resource.id") for r in event.related}
+                if f"prefect.flow-run.{flow_run_id}" in related:
+                    return event.payload
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {name} event for flow run {flow_run_id}")
+            time.sleep(0.3)
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a.data for a in found}
+
+
+def logs_of(flow_run_id: Any) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+        )
+    return "\n".join(log.message for log in logs)
+
+
+def assert_failed_drill(
+    state: Any,
+    flow_run_id: Any,
+    setup: Setup,
+    webhook: Webhook,
+    scratch_root: Path,
+    *,
+    database: str,
+    words: list[str],
+    table: str | None = None,
+    check: str | None = None,
+) -> dict[str, Any]:
+    """The run is Failed with a reason naming the problem, the drill record says so, the
+    webhook received an alert naming the backup, the flow run and the problem, and the
+    scratch is gone. Returns the drill record."""
+    assert state.is_failed(), state
+    failure = state.result(raise_on_failure=False)
+    assert isinstance(failure, DrillFailed)
+    assert failure.backup_id == setup.backup_id
+
+    def matches(text: str) -> bool:
+        return all(w in text for w in words)
+
+    assert any(database in f and matches(f) for f in failure.failures), failure.failures
+
+    [record] = drill_records(setup)
+    assert record["passed"] is False and record["backup_id"] == setup.backup_id
+    bad = [c for c in record["checks"] if not c["passed"]]
+    assert any(
+        c["database"] == database
+        and (table is None or c["table"] == table)
+        and (check is None or c["check"] == check)
+        for c in bad
+    ), bad
+    assert any(matches(f) for f in record["failures"]), record["failures"]
+    assert {d["ns"] + "/" + d["db"]: d["passed"] for d in record["databases"]}[database] is False
+
+    [message] = webhook.received
+    text = message["json"]["text"]
+    assert setup.backup_id in text and str(flow_run_id) in text, text
+    assert database in text and (check or words[0]) in text, text
+    assert message["json"]["blocks"]
+
+    assert list(scratch_root.iterdir()) == []
+    return record
+
+
+# -- a good backup ------------------------------------------------------------------------------
+
+
+def test_a_drill_of_a_good_backup_passes_and_reports(
+    origin: Origin, tmp_path: Path, webhook: Webhook, scratch_root: Path
+) -> None:
+    setup = setup_from(origin, tmp_path, webhook)
+    state, flow_run_id = drill(setup)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["passed"] is True and result["backup_id"] == origin.backup_id
+    assert result["failures"] == []
+    manifest = setup.manifest()
+    assert sorted(f"{d['ns']}/{d['db']}" for d in result["databases"]) == sorted(
+        f"{d.ns}/{d.db}" for d in manifest.databases
+    )
+    assert result["records"] == manifest.records
+    assert result["restore_seconds"] > 0 and result["validation_seconds"] > 0
+    assert result["backup_age_seconds"] >= 0
+    # Counts, hashes and more were checked on every database.
+    checked = {(c["database"], c["table"]) for c in result["checks"]}
+    for entry in manifest.databases:
+        for table in entry.tables:
+            assert (f"{entry.ns}/{entry.db}", table) in checked
+
+    [record] = drill_records(setup)
+    assert record == {k: v for k, v in result.items() if k != "record"}
+    assert result["record"].startswith(f"backups/{origin.backup_id}/drills/")
+    repo = Repository(setup.store)
+    [entry] = repo.backups()
+    assert describe(repo, entry)["last_drill"] == {"at": record["finished_at"], "passed": True}
+
+    artifacts = artifacts_of(flow_run_id)
+    summary = artifacts["spectron-drill-summary"]
+    assert "PASSED" in summary and origin.backup_id in summary and "RTO" in summary
+    rows = artifacts["spectron-drill-checks"]
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert len(rows) == len(result["checks"]) and all(r["passed"] for r in rows)
+    assert {"database", "table", "check", "passed", "detail", "failing ids"} <= set(rows[0])
+
+    payload = wait_for_event("spectron.drill.passed", flow_run_id)
+    assert payload["backup_id"] == origin.backup_id and payload["passed"] is True
+    assert webhook.received == []
+    assert list(scratch_root.iterdir()) == []
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def test_a_flipped_byte_fails_the_drill_and_alerts_without_leaking_the_webhook(
+    origin: Origin,
+    tmp_path: Path,
+    webhook: Webhook,
+    scratch_root: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    setup = setup_from(origin, tmp_path, webhook)
+    victim = next(setup.target.glob(f"backups/{origin.backup_id}/{CONTEXT_DB}.surql.zst"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+
+    state, flow_run_id = drill(setup)
+    record = assert_failed_drill(
+        state,
+        flow_run_id,
+        setup,
+        webhook,
+        scratch_root,
+        database=CONTEXT_DB,
+        check="object_sha256_matches",
+        words=["sha256"],
+    )
+    # The other databases were still restored and checked.
+    assert [d["passed"] for d in record["databases"] if d["ns"] == "spectron"] == [True, True]
+    payload = wait_for_event("spectron.drill.failed", flow_run_id)
+    assert payload["backup_id"] == origin.backup_id
+    assert any("sha256" in r for r in payload["reasons"])
+
+    # The webhook URL is a secret: not in any log, artifact or record.
+    artifacts = artifacts_of(flow_run_id)
+    assert "spectron-drill-summary" in artifacts and "spectron-drill-checks" in artifacts
+    assert "FAILED" in artifacts["spectron-drill-summary"]
+    captured = capfd.readouterr()
+    logs = logs_of(flow_run_id)
+    assert "alert posted" in logs
+    for text in (
+        captured.out,
+        captured.err,
+        logs,
+        json.dumps(artifacts, default=str),
+        json.dumps(record),
+    ):
+        assert HOOK_SECRET not in text
+
+
+def test_a_changed_manifest_count_fails_the_drill_and_the_scratch_server_is_cleaned(
+    origin: Origin, tmp_path: Path, webhook: Webhook, scratch_root: Path
+) -> None:
+    setup = setup_from(origin, tmp_path, webhook)
+    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
+    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    entry["tables"]["turn"]["count"] += 1
+    setup.store.put_bytes(manifest_key(origin.backup_id), json.dumps(manifest).encode())
+
+    scratch_url = f"surrealkv://{tmp_path / 'scratch-server'}"
+    with connect(scratch_url) as conn:  # a scratch server that holds something of its own
+        conn.use("keep", "me")
+        conn.run("CREATE thing:1")
+    state, flow_run_id = drill(setup, scratch_url=scratch_url)
+    record = assert_failed_drill(
+        state,
+        flow_run_id,
+        setup,
+        webhook,
+        scratch_root,
+        database=CONTEXT_DB,
+        table="turn",
+        check="count_matches_manifest",
+        words=["turn", "the manifest says"],
+    )
+    assert record["databases"][0]["into"].startswith("drill_")
+    with connect(scratch_url) as conn:
+        assert conn.namespaces() == ["keep"]  # every drill_* namespace removed
+
+
+def test_a_record_that_breaks_a_spectron_expectation_fails_the_drill(
+    gossip_origin: Origin, tmp_path: Path, webhook: Webhook, scratch_root: Path
+) -> None:
+    setup = setup_from(gossip_origin, tmp_path, webhook)
+    state, flow_run_id = drill(setup)
+    record = assert_failed_drill(
+        state,
+        flow_run_id,
+        setup,
+        webhook,
+        scratch_root,
+        database=CONTEXT_DB,
+        table="entity",
+        check="memory_category_in_set",
+        words=["memory_category", "gossip"],
+    )
+    [bad] = [c for c in record["checks"] if not c["passed"]]  # nothing else is wrong
+    assert bad["table"] == "entity" and bad["failing_ids"]
+    assert all(ident.startswith("entity:") for ident in bad["failing_ids"])
+
+
+def test_a_missing_document_object_fails_the_drill(
+    origin: Origin, tmp_path: Path, webhook: Webhook, scratch_root: Path
+) -> None:
+    setup = setup_from(origin, tmp_path, webhook)
+    documents = open_store(f"file://{setup.documents}")
+    victim = sorted(info.key for info in documents.list())[0]
+    documents.delete(victim)
+    state, flow_run_id = drill(setup)
+    record = assert_failed_drill(
+        state,
+        flow_run_id,
+        setup,
+        webhook,
+        scratch_root,
+        database=CONTEXT_DB,
+        table="document",
+        check="document_objects_exist",
+        words=["storage_key", victim],
+    )
+    [bad] = [c for c in record["checks"] if not c["passed"]]  # nothing else is wrong
+    assert bad["table"] == "document" and bad["failing_ids"]
+
+
+def test_a_backup_that_does_not_exist_fails_the_drill_and_alerts(
+    origin: Origin, tmp_path: Path, webhook: Webhook, scratch_root: Path
+) -> None:
+    setup = setup_from(origin, tmp_path, webhook)
+    state, flow_run_id = drill(setup, backup=MISSING_ID)
+    assert state.is_failed()
+    failure = state.result(raise_on_failure=False)
+    assert isinstance(failure, DrillFailed) and failure.backup_id == MISSING_ID
+    assert "does not exist" in str(failure)
+    [message] = webhook.received
+    assert MISSING_ID in message["json"]["text"] and "does not exist" in message["json"]["text"]
+    assert str(flow_run_id) in message["json"]["text"]
+    payload = wait_for_event("spectron.drill.failed", flow_run_id)
+    assert payload["backup_id"] == MISSING_ID and "does not exist" in payload["reasons"][0]
+    assert "does not exist" in artifacts_of(flow_run_id)["spectron-drill-summary"]
+    # No record (there is no backup to put it next to), and no phantom backup was created.
+    assert [b.backup_id for b in Repository(setup.store).backups()] == [origin.backup_id]
+    assert drill_records(setup) == []
+    assert list(scratch_root.iterdir()) == []
+
+
+# -- the core, without Prefect ------------------------------------------------------------------
+
+
+def test_choosing_the_backup(origin: Origin, tmp_path: Path) -> None:
+    repo = Repository(open_store(f"file://{origin.target}"))
+    now = datetime.now(UTC)
+    rng = random.Random(1)
+    assert choose_backup(repo, "latest", 30, None, now, rng).backup_id == origin.backup_id
+    assert choose_backup(repo, "latest", 30, "random", now, rng).backup_id == origin.backup_id
+    assert choose_backup(repo, "random", 30, origin.backup_id, now, rng).backup_id == (
+        origin.backup_id
+    )
+    later = now.replace(year=now.year + 1)
+    with pytest.raises(DrillFailed, match="from the last 30 days"):
+        choose_backup(repo, "random", 30, None, later, rng)
+    with pytest.raises(DrillFailed, match="does not exist"):
+        choose_backup(repo, "latest", 30, MISSING_ID, now, rng)
+    with pytest.raises(UsageError, match="not a backup to drill"):
+        choose_backup(repo, "latest", 30, "lastest", now, rng)
+    empty = Repository(open_store(f"file://{tmp_path / 'empty'}"))
+    with pytest.raises(DrillFailed, match="no complete backup"):
+        choose_backup(empty, "latest", 30, None, now, rng)
+
+
+def test_keep_scratch_leaves_the_restored_store(origin: Origin, tmp_path: Path) -> None:
+    store = open_store(f"file://{origin.target}")
+    manifest = Repository(store).read_manifest(origin.backup_id)
+    report = run_drill(
+        store,
+        manifest,
+        documents=open_store(f"file://{origin.documents}"),
+        keep_scratch=True,
+        scratch_root=str(tmp_path),
+    )
+    assert report.passed, report.failures
+    assert report.kept_scratch and Path(report.kept_scratch).parent == tmp_path
+    with connect(f"surrealkv://{report.kept_scratch}") as conn:
+        assert "ctx_acme_prod" in conn.namespaces()
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_drill_exit_status_and_json(
+    origin: Origin, tmp_path: Path, cli_with_prefect, scratch_root: Path
+) -> None:
+    good = setup_from(origin, tmp_path / "good", None)
+    env = {"TMPDIR": str(scratch_root)}
+    result = cli_with_prefect("drill", "--config", str(good.config), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["backup_id"] == origin.backup_id
+
+    bad = setup_from(origin, tmp_path / "bad", None)
+    victim = next(bad.target.glob(f"backups/{origin.backup_id}/spectron/metadata.surql.zst"))
+    victim.write_bytes(victim.read_bytes()[:-7])  # truncated
+    result = cli_with_prefect(
+        "drill", "--config", str(bad.config), "--backup", "latest", "--json", env=env
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is False
+    assert any("spectron/metadata" in f and "sha256" in f for f in report["failures"])
+
+    result = cli_with_prefect("drill", "--config", str(good.config), "--backup", MISSING_ID)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"backup {MISSING_ID} does not exist" in errors[0], result.stderr
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_cli_drill_bad_usage_exits_2(origin: Origin, tmp_path: Path, cli_with_prefect) -> None:
+    setup = setup_from(origin, tmp_path, None)
+    result = cli_with_prefect("drill", "--config", str(setup.config), "--backup", "lastest")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not a backup to drill" in errors[0], result.stderr
