@@ -19,6 +19,7 @@ from spectron_backup.commands import (
     list_backups,
     prune,
     restore,
+    retention,
     seed,
 )
 
@@ -38,6 +39,7 @@ app.command("list")(list_backups.command)
 app.command("prune")(prune.command)
 app.command("restore")(restore.command)
 app.command("drill")(drill.command)
+app.add_typer(retention.app, name="retention")
 
 
 def main() -> None:

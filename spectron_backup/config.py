@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from spectron_backup.durations import parse_duration
 from spectron_backup.errors import UsageError
+from spectron_backup.policies import PolicySet, parse_policies, policy_problems
 
 CONFIG_ENV = "SPECTRON_BACKUP_CONFIG"
 ENV_PREFIX = "SPECTRON_BACKUP__"
@@ -142,8 +143,21 @@ class Config(BaseSettings):
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
-    #: Spectron's per-scope memory TTL policies (design section 7), validated by the sweep.
+    #: Spectron's per-scope memory TTL policies (design section 7); kept raw, validated here
+    #: by `policies.parse_policies` and parsed with `policies()`.
     retention: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _, problems = policy_problems(rules)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return rules
+
+    def policies(self) -> PolicySet:
+        """The `retention:` rules, parsed (validated at load, so this does not fail)."""
+        return parse_policies(self.retention)
 
     @classmethod
     def settings_customise_sources(
