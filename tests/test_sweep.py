@@ -1,0 +1,267 @@
+"""The expire sweep's core on a small hand-built Context (mem://).
+
+The expected deletions are worked out by hand below from the records' times, scopes and the
+policies, not by the code under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from spectron_backup.errors import UsageError
+from spectron_backup.policies import parse_policies
+from spectron_backup.seed import context_schema
+from spectron_backup.surreal import SurrealConnection
+from spectron_backup.sweep import sweep_database
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+NS, DB = "ctx_ns", "ctx_db"
+TABLES = ("entity", "attribute", "relates_to", "instruction", "uncertainty", "scope_sets")
+
+POLICIES = parse_policies(
+    [
+        {"scope": {"org": "acme"}, "memory_category": "context", "ttl": "30d"},  # rule 1
+        {
+            "scope": {"org": "acme", "agent": "support-bot"},
+            "memory_category": "unknowns",
+            "ttl": "14d",
+        },  # rule 2
+        {"scope": ["org/globex"], "memory_category": "knowledge", "ttl": "10d"},  # rule 3
+    ]
+)
+# defaults: identity, knowledge, instructions indefinite; context 7d; unknowns 30d
+
+
+def ago(days: float) -> str:
+    moment = (NOW - timedelta(days=days)).replace(tzinfo=None)
+    return "d'" + moment.isoformat(timespec="microseconds") + "Z'"
+
+
+E1, E2, E3 = "entity:['person','alice']", "entity:['person','bob']", "entity:['org','old']"
+E4, E5, E6 = "entity:['org','new']", "entity:['topic','g']", "entity:['topic','h']"
+
+
+def _entity(rid: str, category: str, scope: str, days: float) -> str:
+    return (
+        f"{{ id: {rid}, name: 'n', type: 't', memory_category: '{category}', "
+        f"scope: {scope}, created_at: {ago(days)} }}"
+    )
+
+
+def _attribute(key: str, entity: str, category: str, scope: str, days: float, vu: str = "") -> str:
+    extra = f", valid_until: {vu}" if vu else ""
+    return (
+        f"{{ id: attribute:{key}, entity: {entity}, key: 'k', value: 'v', "
+        f"memory_category: '{category}', scope: {scope}, created_at: {ago(days)}{extra} }}"
+    )
+
+
+def _relation(key: str, a: str, b: str, category: str, scope: str, days: float, vu: str = ""):
+    extra = f", valid_until: {vu}" if vu else ""
+    return (
+        f"{{ id: relates_to:{key}, in: {a}, out: {b}, label: 'l', memory_category: '{category}', "
+        f"scope: {scope}, created_at: {ago(days)}{extra} }}"
+    )
+
+
+S_ACME, S_BOT, S_GLOBEX = "[scope_sets:1]", "[scope_sets:2]", "[scope_sets:3]"
+
+DATA = [
+    "INSERT INTO scope_sets [{ id: scope_sets:1, paths: ['org/acme'] }, "
+    "{ id: scope_sets:2, paths: ['org/acme', 'agent/support-bot'] }, "
+    "{ id: scope_sets:3, paths: ['org/globex'] }]",
+    "INSERT INTO entity ["
+    + ", ".join(
+        [
+            _entity(E1, "identity", S_ACME, 400),  # indefinite: kept
+            _entity(E2, "context", S_GLOBEX, 10),  # default 7d: expired, but A5 survives: held
+            _entity(E3, "context", S_ACME, 40),  # rule 1 30d: deleted
+            _entity(E4, "context", S_ACME, 20),  # rule 1 30d: kept
+            _entity(E5, "knowledge", S_GLOBEX, 11),  # rule 3 10d: deleted (only R2 refers)
+            _entity(E6, "knowledge", S_ACME, 500),  # knowledge default indefinite: kept
+        ]
+    )
+    + "]",
+    "INSERT INTO attribute ["
+    + ", ".join(
+        [
+            _attribute("a1", E1, "identity", S_ACME, 100, ago(1)),  # valid_until past: deleted
+            _attribute("a2", E1, "identity", S_ACME, 100, ago(-5)),  # valid_until future: kept
+            _attribute("a3", E1, "identity", S_ACME, 1000),  # indefinite, no valid_until: kept
+            _attribute("a4", E4, "context", S_ACME, 31),  # rule 1 30d: deleted
+            _attribute("a5", E2, "context", S_ACME, 20),  # rule 1 30d: kept (holds E2)
+            _attribute("a6", E4, "context", S_GLOBEX, 8, ago(-10)),  # 7d elapsed, still valid
+            _attribute("a7", E6, "context", "[]", 8),  # default 7d: deleted
+            _attribute("a8", E6, "knowledge", S_BOT, 2000),  # indefinite: kept
+        ]
+    )
+    + "]",
+    "INSERT RELATION INTO relates_to ["
+    + ", ".join(
+        [
+            _relation("r1", E1, E6, "identity", S_ACME, 50, ago(2)),  # valid_until: deleted
+            _relation("r2", E5, E6, "knowledge", S_GLOBEX, 12),  # rule 3 10d: deleted
+            # OR of clauses: acme's clause gets rule 1 (30d), so kept at 15d
+            _relation("r3", E1, E4, "context", "[scope_sets:3, scope_sets:1]", 15),
+            _relation("r4", E1, E6, "context", S_ACME, 1),  # kept
+        ]
+    )
+    + "]",
+    "INSERT INTO instruction ["
+    f"{{ id: instruction:i1, label: 'x', description: 'd', scope: {S_ACME}, "
+    f"created_at: {ago(3000)} }}, "
+    f"{{ id: instruction:i2, label: 'y', description: 'd', scope: [], created_at: {ago(1)} }}]",
+    "INSERT INTO uncertainty ["
+    f"{{ id: uncertainty:u1, about: 'a', reason: 'r', scope: {S_BOT}, created_at: {ago(15)} }}, "
+    f"{{ id: uncertainty:u2, about: 'a', reason: 'r', scope: {S_ACME}, created_at: {ago(15)} }}, "
+    f"{{ id: uncertainty:u3, about: 'a', reason: 'r', scope: {S_BOT}, created_at: {ago(13)} }}, "
+    f"{{ id: uncertainty:u4, about: 'a', reason: 'r', scope: [], created_at: {ago(31)} }}]",
+]
+
+# (table, category, reason, policy) -> ids, in the engine's own id text
+EXPECTED = {
+    ("attribute", "identity", "valid_until", "-"): {"attribute:a1"},
+    ("attribute", "context", "ttl", "rule 1"): {"attribute:a4"},
+    ("attribute", "context", "ttl", "default"): {"attribute:a7"},
+    ("relates_to", "identity", "valid_until", "-"): {"relates_to:r1"},
+    ("relates_to", "knowledge", "ttl", "rule 3"): {"relates_to:r2"},
+    ("uncertainty", "unknowns", "ttl", "rule 2"): {"uncertainty:u1"},
+    ("uncertainty", "unknowns", "ttl", "default"): {"uncertainty:u4"},
+    ("entity", "context", "ttl", "rule 1"): {"entity:['org', 'old']"},
+    ("entity", "knowledge", "ttl", "rule 3"): {"entity:['topic', 'g']"},
+}
+EXPECTED_IDS = set().union(*EXPECTED.values())
+HELD = {"entity:['person', 'bob']"}
+
+
+@pytest.fixture
+def conn() -> Iterator[SurrealConnection]:
+    connection = SurrealConnection("mem://")
+    connection.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    connection.use(NS, DB)
+    connection.run(context_schema(8))
+    connection.run(";\n".join(DATA) + ";")
+    yield connection
+    connection.close()
+
+
+def records(conn: SurrealConnection) -> dict[str, str]:
+    """id text -> record text, over every table of interest."""
+    conn.use(NS, DB)
+    out: dict[str, str] = {}
+    for table in TABLES:
+        for rid, text in conn.run_one(f"SELECT VALUE [<string> id, <string> $this] FROM {table}"):
+            out[rid] = text
+    return out
+
+
+def sweep(conn: SurrealConnection, **kwargs):
+    kwargs.setdefault("dry_run", False)
+    return sweep_database(conn, NS, DB, POLICIES, now=NOW, **kwargs)
+
+
+def reported_keys(report) -> dict[tuple[str, str, str, str], int]:
+    return dict(report.deleted)
+
+
+def test_fixture_as_intended(conn: SurrealConnection) -> None:
+    assert len(records(conn)) == 3 + 6 + 8 + 4 + 2 + 4
+
+
+def test_dry_run_reports_exactly_and_changes_nothing(conn: SurrealConnection) -> None:
+    before = records(conn)
+    report = sweep(conn, dry_run=True)
+    assert records(conn) == before
+    assert report.dry_run
+    assert reported_keys(report) == {key: len(ids) for key, ids in EXPECTED.items()}
+    assert {key: set(ids) for key, ids in report.samples.items()} == EXPECTED
+    assert report.held == 1 and set(report.held_samples) == HELD
+    assert report.refused == []
+    doc = report.to_json()
+    assert doc["deleted_total"] == len(EXPECTED_IDS)
+    assert doc["held"] == {"count": 1, "sample_ids": sorted(HELD)}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
+def test_real_run_deletes_exactly_then_nothing(conn: SurrealConnection, batch_size: int) -> None:
+    before = records(conn)
+    report = sweep(conn, batch_size=batch_size)
+    after = records(conn)
+    assert set(before) - set(after) == EXPECTED_IDS
+    assert {k: v for k, v in before.items() if k not in EXPECTED_IDS} == after  # untouched
+    assert reported_keys(report) == {key: len(ids) for key, ids in EXPECTED.items()}
+    assert report.held == 1 and set(report.held_samples) == HELD
+    # the held entity keeps its attribute; no attribute points at a deleted entity
+    dangling = conn.run_one("SELECT VALUE <string> id FROM attribute WHERE entity.id = NONE")
+    assert dangling == []
+
+    second = sweep(conn, batch_size=batch_size)
+    assert second.deleted == {} and records(conn) == after
+    assert second.held == 1
+
+
+def test_future_and_missing_valid_until_and_indefinite_never_touched(
+    conn: SurrealConnection,
+) -> None:
+    sweep(conn)
+    left = records(conn)
+    for rid in ("attribute:a2", "attribute:a6", "attribute:a3", "attribute:a8"):
+        assert rid in left
+    assert "instruction:i1" in left and "instruction:i2" in left
+    assert "entity:['person', 'alice']" in left and "entity:['topic', 'h']" in left
+
+
+def test_grace_delays_valid_until(conn: SurrealConnection) -> None:
+    report = sweep(conn, dry_run=True, valid_until_grace=timedelta(days=3))
+    keys = reported_keys(report)
+    assert ("attribute", "identity", "valid_until", "-") not in keys  # a1 ended 1 day ago
+    assert ("relates_to", "identity", "valid_until", "-") not in keys  # r1 ended 2 days ago
+    assert keys[("attribute", "context", "ttl", "rule 1")] == 1
+
+
+def test_guard_refuses_per_table_and_force_proceeds(conn: SurrealConnection) -> None:
+    before = records(conn)
+    report = sweep(conn, max_delete_fraction=0.3)
+    refused = {r.table: (r.would_delete, r.total) for r in report.refused}
+    # attribute 3/8, relates_to 2/4, uncertainty 2/4 are above 0.3
+    assert refused == {"attribute": (3, 8), "relates_to": (2, 4), "uncertainty": (2, 4)}
+    # r2 survives, so e5 is held too; e3 (1 of 6) still goes
+    assert report.held == 2
+    assert set(report.held_samples) == HELD | {"entity:['topic', 'g']"}
+    after = records(conn)
+    assert set(before) - set(after) == {"entity:['org', 'old']"}
+    assert "3 of 8" in report.to_json()["refused"][0]["message"]
+
+    forced = sweep(conn, max_delete_fraction=0.3, force=True)
+    assert forced.refused == []
+    assert set(before) - set(records(conn)) == EXPECTED_IDS
+
+
+def test_missing_database_is_not_created(conn: SurrealConnection) -> None:
+    with pytest.raises(UsageError):
+        sweep_database(conn, NS, "nope", POLICIES, now=NOW, dry_run=True)
+    assert "nope" not in conn.databases(NS)
+
+
+def test_missing_tables_are_skipped(conn: SurrealConnection) -> None:
+    conn.run("REMOVE TABLE uncertainty; REMOVE TABLE instruction;")
+    report = sweep(conn, dry_run=True)
+    assert {key[0] for key in report.deleted} == {"attribute", "relates_to", "entity"}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_index_order_does_not_break_paging(conn: SurrealConnection, batch_size: int) -> None:
+    # with these indexes the engine returns candidates in index order, not id order
+    conn.run(
+        "DEFINE INDEX vu ON attribute FIELDS valid_until; "
+        "DEFINE INDEX cat_created ON attribute FIELDS memory_category, created_at; "
+        "DEFINE INDEX cat_created ON entity FIELDS memory_category, created_at;"
+    )
+    # older than a4 but with a larger id: index order (created_at) differs from id order
+    conn.run("INSERT INTO attribute [" + _attribute("z1", E1, "context", S_ACME, 50) + "]")
+    before = records(conn)
+    sweep(conn, batch_size=batch_size)
+    assert set(before) - set(records(conn)) == EXPECTED_IDS | {"attribute:z1"}
