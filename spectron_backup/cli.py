@@ -14,6 +14,7 @@ from spectron_backup.commands import (
     backup,
     demo,
     drill,
+    expire,
     export,
     import_dump,
     list_backups,
@@ -37,6 +38,7 @@ app.command("demo")(demo.command)
 app.command("backup")(backup.command)
 app.command("list")(list_backups.command)
 app.command("prune")(prune.command)
+app.command("expire")(expire.command)
 app.command("restore")(restore.command)
 app.command("drill")(drill.command)
 app.add_typer(retention.app, name="retention")

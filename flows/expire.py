@@ -1,0 +1,94 @@
+"""The expire sweep flow: hard-delete memory past valid_until or its per-scope TTL, per Context."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.events import emit_event
+
+from spectron_backup.backup import SourceConnections
+from spectron_backup.config import load_config
+from spectron_backup.discovery import discover
+from spectron_backup.durations import parse_timestamp
+from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.stores import open_target_store
+from tasks.expire import publish_sweep_report, store_sweep_report, sweep_context
+
+
+@flow(name="expire-sweep")
+def expire_sweep(
+    config_path: str | None = None,
+    dry_run: bool = False,
+    context: str | None = None,
+    now: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Sweep every Context database (or one, by Context id). `dry_run` reports and changes
+    nothing; `now` (RFC 3339) replaces the clock; `force` overrides the guard that refuses to
+    delete more than `sweep.max_delete_fraction` of a table in one run."""
+    config = load_config(config_path)
+    try:
+        moment = parse_timestamp(now) if now else datetime.now(UTC)
+    except ValueError as exc:
+        raise UsageError(f"now: {exc}") from None
+    policies = config.policies()
+    connections = SourceConnections(config)
+    try:
+        conn = connections.open()
+        found = discover(conn, config.source)
+        contexts = [ref for ref in found.databases if ref.role == "context"]
+        if context is not None:
+            contexts = [ref for ref in contexts if ref.context == context]
+            if not contexts:
+                raise UsageError(
+                    f"no Context {context!r} with an existing database in {conn.display_url}"
+                )
+        reports = [
+            sweep_context(conn, ref, policies, config, moment, dry_run, force) for ref in contexts
+        ]
+    except Exception as exc:
+        emit_event(
+            event="spectron.expire.failed",
+            resource={"prefect.resource.id": "spectron.expire"},
+            payload={"reason": str(exc)},
+        )
+        raise
+    finally:
+        connections.close()
+    report = {
+        "dry_run": dry_run,
+        "now": moment.isoformat(),
+        "deleted_total": sum(r["deleted_total"] for r in reports),
+        "held_total": sum(r["held"]["count"] for r in reports),
+        "refused": [
+            f"{r['namespace']}/{r['database']}: {x['table']}" for r in reports for x in r["refused"]
+        ],
+        "databases": reports,
+    }
+    stamp = f"{moment:%Y%m%dT%H%M%SZ}" + ("-dry-run" if dry_run else "")
+    report["stored_as"] = store_sweep_report(open_target_store(config.target), report, stamp)
+    publish_sweep_report(report)
+    if report["refused"]:
+        reason = "the guard refused to delete more than sweep.max_delete_fraction of: " + ", ".join(
+            report["refused"]
+        )
+        emit_event(
+            event="spectron.expire.failed",
+            resource={"prefect.resource.id": "spectron.expire"},
+            payload={"reason": reason},
+        )
+        raise OperationFailed(
+            reason + " (check the clock and the retention rules, or run with --force)"
+        )
+    emit_event(
+        event="spectron.expire.completed",
+        resource={"prefect.resource.id": "spectron.expire"},
+        payload={
+            "deleted": report["deleted_total"],
+            "held": report["held_total"],
+            "dry_run": dry_run,
+        },
+    )
+    return report
