@@ -11,7 +11,7 @@ from prefect.events import emit_event
 from spectron_backup.backup import SourceConnections
 from spectron_backup.config import load_config
 from spectron_backup.discovery import discover
-from spectron_backup.durations import parse_timestamp
+from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.stores import open_target_store
 from tasks.expire import publish_sweep_report, store_sweep_report, sweep_context
@@ -29,10 +29,7 @@ def expire_sweep(
     nothing; `now` (RFC 3339) replaces the clock; `force` overrides the guard that refuses to
     delete more than `sweep.max_delete_fraction` of a table in one run."""
     config = load_config(config_path)
-    try:
-        moment = parse_timestamp(now) if now else datetime.now(UTC)
-    except ValueError as exc:
-        raise UsageError(f"now: {exc}") from None
+    moment = time_option(now, "now") or datetime.now(UTC)
     policies = config.policies()
     connections = SourceConnections(config)
     try:

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow
 
 from spectron_backup.config import load_config
-from spectron_backup.durations import parse_timestamp
-from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.durations import time_option
+from spectron_backup.errors import OperationFailed
 from spectron_backup.stores import open_target_store
 from tasks.prune import prune_backups, publish_prune_report
 
@@ -25,10 +25,7 @@ def prune(
     clock, to see what a later run would do.
     """
     config = load_config(config_path)
-    try:
-        moment = parse_timestamp(now) if now else datetime.now(UTC)
-    except ValueError as exc:
-        raise UsageError(f"now: {exc}") from None
+    moment = time_option(now, "now") or datetime.now(UTC)
     report = prune_backups(open_target_store(config.target), config.backups.keep, moment, dry_run)
     publish_prune_report(report)
     if report["problems"] and not dry_run:

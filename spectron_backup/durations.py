@@ -40,3 +40,16 @@ def parse_timestamp(text: str) -> datetime:
             f"{text!r} is not a time: use RFC 3339, for example 2026-11-24T02:00:00Z"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def time_option(text: str | None, option: str) -> datetime | None:
+    """A time given as a command option or flow parameter, or None when not given; a bad one
+    is a UsageError naming the option (exit status 2)."""
+    from spectron_backup.errors import UsageError
+
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None

@@ -11,8 +11,7 @@ from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
-from spectron_backup.durations import parse_timestamp
-from spectron_backup.errors import UsageError
+from spectron_backup.durations import time_option
 
 
 @reports_errors
@@ -31,11 +30,7 @@ def command(
 ) -> None:
     """Delete backups no retention rule keeps, and garbage older than the grace period."""
     load_config(config)  # one clear error before Prefect starts
-    if now:
-        try:
-            parse_timestamp(now)
-        except ValueError as exc:
-            raise UsageError(f"--now: {exc}") from None
+    time_option(now, "--now")  # a bad time is refused before Prefect starts
     from flows.prune import prune
 
     report = prune(config_path=str(config) if config else None, dry_run=dry_run, now=now)

@@ -19,7 +19,7 @@ from spectron_backup.commands.options import (
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json, progress_bar
 from spectron_backup.dump.importer import database_is_empty
-from spectron_backup.durations import parse_timestamp
+from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.repository import Repository
 from spectron_backup.restore import restore_database, select_backup, select_databases
@@ -73,10 +73,7 @@ def command(
         raise UsageError("give either a backup (latest or an id) or --before TIME, not both")
     if context is not None and database is not None:
         raise UsageError("give either --context or --database, not both")
-    try:
-        moment = parse_timestamp(before) if before else None
-    except ValueError as exc:
-        raise UsageError(f"--before: {exc}") from None
+    moment = time_option(before, "--before")
     settings = load_config(config)
     store = open_target_store(settings.target)
     manifest = select_backup(Repository(store), backup or "latest", before=moment)
