@@ -53,6 +53,16 @@ def s3_server():
 
 
 @pytest.fixture
+def s3_client(s3_server, s3_bucket):
+    """A plain boto3 client on the test server, to look behind the code under test."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def s3_bucket(s3_server, monkeypatch):
     """A new, empty bucket (unique name) on the test server; the test's environment holds the
     dummy credentials (S3_TEST_ENV), so code using the standard AWS chain reaches it."""

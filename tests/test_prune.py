@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 
 from spectron_backup.config import KeepConfig
@@ -491,13 +490,6 @@ def s3(s3_server, s3_bucket) -> Iterator[S3Store]:
     assert isinstance(store, S3Store)
     yield store
     store.close()
-
-
-@pytest.fixture
-def s3_client(s3_server, s3_bucket):
-    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    yield client
-    client.close()
 
 
 def test_s3_history_pruned_as_expected(s3):

@@ -51,16 +51,6 @@ def make_store(s3_server, s3_bucket) -> Callable[..., S3Store]:
 
 
 @pytest.fixture
-def s3_client(s3_server, s3_bucket):
-    """A plain boto3 client on the test server, to look behind the code under test."""
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def s3_store(s3_server, s3_bucket) -> Iterator[S3Store]:
     store = make_s3_store(s3_bucket, s3_server)
     yield store
