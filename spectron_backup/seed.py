@@ -503,10 +503,6 @@ def _rid(table: str, key: str | int) -> str:
     return f"{table}:`" + key.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def _links(ids: list[str]) -> str:
-    return "[" + ", ".join(ids) + "]"
-
-
 def _float(value: float, digits: int = 4) -> str:
     return repr(round(float(value), digits))
 

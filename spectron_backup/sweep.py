@@ -106,12 +106,6 @@ class SweepReport:
     def total_deleted(self) -> int:
         return sum(self.deleted.values())
 
-    def deleted_by_table(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for (table, *_), count in self.deleted.items():
-            out[table] = out.get(table, 0) + count
-        return out
-
     def items(self) -> list[SweepItem]:
         """One item per (table, category, reason, policy), with its sample ids."""
         return [
