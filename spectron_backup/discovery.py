@@ -40,13 +40,13 @@ class Discovery:
 
 def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
     control_ns, control_db = source.control_namespace, source.control_database
-    if not conn.database_exists(control_ns, control_db):
+    existing = {(ns, db) for ns in conn.namespaces() for db in conn.databases(ns)}
+    if (control_ns, control_db) not in existing:
         raise UsageError(
             f"{conn.display_url} has no Spectron control plane: database {control_ns}/{control_db} "
             "does not exist (check source.url and source.control_namespace)"
         )
     found = Discovery(databases=[DatabaseRef(control_ns, control_db, "control")])
-    existing = {(ns, db) for ns in conn.namespaces() for db in conn.databases(ns)}
     if (control_ns, source.jobqueue_database) in existing:
         found.databases.append(DatabaseRef(control_ns, source.jobqueue_database, "jobqueue"))
     conn.use(control_ns, control_db)
