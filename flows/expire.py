@@ -59,6 +59,7 @@ def expire_sweep(
         "now": moment.isoformat(),
         "deleted_total": sum(r["deleted_total"] for r in reports),
         "held_total": sum(r["held"]["count"] for r in reports),
+        "changed_total": sum(r["changed"]["count"] for r in reports),
         "refused": [
             f"{r['namespace']}/{r['database']}: {x['table']}" for r in reports for x in r["refused"]
         ],

@@ -124,10 +124,35 @@ class AlertsConfig(_Section):
     webhook_url: SecretStr | None = None
 
 
+class SweepTablesConfig(_Section):
+    """The sweep's table names (design section 2); real deployments may differ."""
+
+    entity: str = Field("entity", min_length=1)
+    attribute: str = Field("attribute", min_length=1)
+    relation: str = Field("relates_to", min_length=1)
+    instruction: str = Field("instruction", min_length=1)
+    uncertainty: str = Field("uncertainty", min_length=1)
+
+
+class SweepFieldsConfig(_Section):
+    """The sweep's field names (design section 2)."""
+
+    valid_until: str = Field("valid_until", min_length=1)
+    created_at: str = Field("created_at", min_length=1)
+    memory_category: str = Field("memory_category", min_length=1)
+    #: the record's scope: links to rows whose `scope_paths` field is one AND-clause of paths
+    scope: str = Field("scope", min_length=1)
+    scope_paths: str = Field("paths", min_length=1)
+    #: the attribute's link to its entity
+    attribute_entity: str = Field("entity", min_length=1)
+
+
 class SweepConfig(_Section):
     batch_size: int = Field(1000, ge=1, le=100_000)
     max_delete_fraction: float = Field(0.5, gt=0, le=1)
     valid_until_grace: Duration = timedelta(0)
+    tables: SweepTablesConfig = Field(default_factory=SweepTablesConfig)
+    fields: SweepFieldsConfig = Field(default_factory=SweepFieldsConfig)
 
 
 class Config(BaseSettings):

@@ -1,8 +1,9 @@
 """The expire sweep's core (design section 7): hard-delete expired memory in one Context database.
 
-Per table (default layout of design section 2): `entity`, `attribute`, `relates_to` take their
-category from `memory_category`; `instruction` is the `instructions` category and
-`uncertainty` the `unknowns` category. Tables that do not exist are skipped.
+Tables and fields are configuration (`sweep.tables`, `sweep.fields`; defaults of design
+section 2): `entity`, `attribute`, `relates_to` take their category from `memory_category`;
+`instruction` is the `instructions` category and `uncertainty` the `unknowns` category.
+Tables that do not exist are skipped.
 
 A record is expired when
 
@@ -15,22 +16,31 @@ A record is expired when
   read as candidates; each is then resolved in Python from its scope clauses
   (`scope.paths`, which the engine returns as a list of path lists).
 
-Candidates are read in pages (`WHERE ... AND id > <last id> LIMIT batch_size`), ids kept as
-the engine's own `<string>` literals. Attributes and relations are decided first; an expired
-entity still referred to by an attribute or relation that survives this sweep is held (deleting
-a node deletes its edges and would orphan its attributes). The guard then refuses, per table,
-to delete more than `max_delete_fraction` of the table's records unless forced. Deletion runs
-in batches of `batch_size`, each `BEGIN; DELETE [...]; COMMIT;`, attributes and relations
-before entities. A dry run computes the same report and deletes nothing.
+Plan, then delete. Candidates are read in pages (`WHERE ... AND id > <last id> LIMIT n`);
+attributes and relations are decided first; an expired entity still referred to by an
+attribute or relation that survives this sweep is held (deleting a node deletes its edges and
+would orphan its attributes). The guard then refuses, per table, to delete more than
+`max_delete_fraction` of the table's records unless forced. The plan keeps the ids it will
+delete (memory grows with what is deleted, not with the table).
+
+Deletion runs in batches of `batch_size`, each one transaction, attributes and relations
+before entities, and each DELETE re-checks in its WHERE what made the record expire, so a
+record that a writer changed after the plan was made (a `valid_until` moved into the future,
+a new attribute or edge on an entity) is left alone: an entity is deleted only if, inside
+the same transaction, no attribute and no relation refers to it. The report counts what was
+actually deleted; what the re-check spared is counted as `changed` (entities: as held). A
+dry run reports the plan and deletes nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from spectron_backup.config import SweepFieldsConfig, SweepTablesConfig
 from spectron_backup.policies import DEFAULT_TTLS, PolicySet
 from spectron_backup.surreal import SurrealConnection, surreal_identifier
 
@@ -39,6 +49,9 @@ Reason = Literal["valid_until", "ttl"]
 NO_POLICY = "-"
 SAMPLES = 5
 MEMORY_CATEGORIES = ("identity", "knowledge", "context")
+#: candidates read per query; larger than a delete batch because each page of an
+#: index-served read is a sort over the remaining matches (see `_pages`)
+MIN_PAGE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -46,19 +59,75 @@ class SweepTable:
     name: str
     #: a fixed category, or None: the record's `memory_category` field
     category: str | None = None
-    #: graph nodes that attributes (`attribute.entity`) and relations point at
+    #: graph nodes that attributes and relations point at
     is_entity: bool = False
 
 
-DEFAULT_TABLES: tuple[SweepTable, ...] = (
-    SweepTable("attribute"),
-    SweepTable("relates_to"),
-    SweepTable("instruction", category="instructions"),
-    SweepTable("uncertainty", category="unknowns"),
-    SweepTable("entity", is_entity=True),
+def sweep_tables(names: SweepTablesConfig) -> tuple[SweepTable, ...]:
+    """The swept tables, in planning order: whether an entity is held depends on what
+    survives of the attributes and relations, so entities come last."""
+    return (
+        SweepTable(names.attribute),
+        SweepTable(names.relation),
+        SweepTable(names.instruction, category="instructions"),
+        SweepTable(names.uncertainty, category="unknowns"),
+        SweepTable(names.entity, is_entity=True),
+    )
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _readable(name: str) -> str:
+    """A name as an operator would type it: plain when it can be, quoted otherwise."""
+    return name if _PLAIN_NAME.match(name) else surreal_identifier(name)
+
+
+def index_advice(
+    table: SweepTable, info: dict[str, Any], fields: SweepFieldsConfig | None = None
+) -> list[str]:
+    """`DEFINE INDEX` statements the sweep's reads would use on `table`, given its
+    INFO FOR TABLE. A range on `valid_until` (or `created_at`) uses an index whose first field
+    is that field; for `created_at` on a table with `memory_category`, an index on
+    `memory_category, created_at` serves as well (the read is per category)."""
+    f = fields or SweepFieldsConfig()
+    defined = set((info.get("fields") or {}).keys())
+    leading = [index_fields(str(d)) for d in (info.get("indexes") or {}).values()]
+    firsts = {fs[0] for fs in leading if fs}
+    pairs = {tuple(fs[:2]) for fs in leading if len(fs) >= 2}
+    name = _readable(table.name)
+    advice = []
+    if f.valid_until in defined and f.valid_until not in firsts:
+        advice.append(
+            f"DEFINE INDEX sweep_valid_until ON {name} FIELDS {_readable(f.valid_until)};"
+        )
+    if f.created_at in defined and f.created_at not in firsts:
+        created = _readable(f.created_at)
+        if table.category is None and f.memory_category in defined:
+            if (f.memory_category, f.created_at) not in pairs:
+                advice.append(
+                    f"DEFINE INDEX sweep_created_at ON {name} "
+                    f"FIELDS {_readable(f.memory_category)}, {created};"
+                )
+        else:
+            advice.append(f"DEFINE INDEX sweep_created_at ON {name} FIELDS {created};")
+    return advice
+
+
+_INDEX_FIELDS = re.compile(
+    r"\b(?:FIELDS|COLUMNS)\s+(.+?)"
+    r"(?:\s+(?:UNIQUE|HNSW|MTREE|SEARCH|FULLTEXT|COMMENT|CONCURRENTLY)\b|;|$)",
+    re.I,
 )
-ATTRIBUTE_TABLE = "attribute"
-RELATION_TABLE = "relates_to"
+
+
+def index_fields(definition: str) -> list[str]:
+    """The field list of a `DEFINE INDEX ... FIELDS a, b` statement."""
+    match = _INDEX_FIELDS.search(definition)
+    if not match:
+        return []
+    return [f.strip().strip("`") for f in match.group(1).split(",") if f.strip()]
+
 
 Key = tuple[str, str, str, str]  # (table, category, reason, policy)
 
@@ -98,6 +167,9 @@ class SweepReport:
     samples: dict[Key, list[str]] = field(default_factory=dict)
     held: int = 0
     held_samples: list[str] = field(default_factory=list)
+    #: planned for deletion, then spared by the delete's re-check: changed since the plan
+    changed: int = 0
+    changed_samples: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     #: table -> record count before the sweep
     totals: dict[str, int] = field(default_factory=dict)
@@ -105,6 +177,22 @@ class SweepReport:
     @property
     def total_deleted(self) -> int:
         return sum(self.deleted.values())
+
+    def count_deleted(self, key: Key, record_id: str) -> None:
+        self.deleted[key] = self.deleted.get(key, 0) + 1
+        samples = self.samples.setdefault(key, [])
+        if len(samples) < SAMPLES:
+            samples.append(record_id)
+
+    def count_held(self, record_id: str) -> None:
+        self.held += 1
+        if len(self.held_samples) < SAMPLES:
+            self.held_samples.append(record_id)
+
+    def count_changed(self, record_id: str) -> None:
+        self.changed += 1
+        if len(self.changed_samples) < SAMPLES:
+            self.changed_samples.append(record_id)
 
     def items(self) -> list[SweepItem]:
         """One item per (table, category, reason, policy), with its sample ids."""
@@ -135,6 +223,7 @@ class SweepReport:
                 for (table, category, reason, policy), count in sorted(self.deleted.items())
             ],
             "held": {"count": self.held, "sample_ids": list(self.held_samples)},
+            "changed": {"count": self.changed, "sample_ids": list(self.changed_samples)},
             "refused": [
                 {
                     "table": r.table,
@@ -170,7 +259,7 @@ def min_finite_ttl(policies: PolicySet, category: str) -> timedelta | None:
     return min(finite) if finite else None
 
 
-def _pages(conn: SurrealConnection, base: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+def _pages(conn: SurrealConnection, base: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
     """`base` is `SELECT <string> id AS id, ... FROM t WHERE <cond>`; yields pages in id order.
 
     Each page is `... AND id > <last id> ORDER BY rid LIMIT n` with `rid` the raw record id.
@@ -178,17 +267,17 @@ def _pages(conn: SurrealConnection, base: str, batch_size: int) -> Iterator[list
     memory_category + created_at) the engine returns rows in index order, not id order, and
     `id > last` without it would skip records. It sorts by the record id itself (EXPLAIN:
     `SortTopKByKey [sort_keys: id ASC]`), not by the `<string>` text, whose order differs
-    (`t:10` < `t:9`).
+    (`t:10` < `t:9`). Each page thus reads the remaining matches: large pages keep that cheap.
     """
     base = base.replace("SELECT <string> id AS id", "SELECT id AS rid, <string> id AS id", 1)
     last: str | None = None
     while True:
         query = base + (f" AND id > {last}" if last is not None else "")
-        rows = conn.run_one(f"{query} ORDER BY rid LIMIT {batch_size}") or []
+        rows = conn.run_one(f"{query} ORDER BY rid LIMIT {page_size}") or []
         if not rows:
             return
         yield rows
-        if len(rows) < batch_size:
+        if len(rows) < page_size:
             return
         last = rows[-1]["id"]
 
@@ -204,97 +293,178 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 class _Plan:
-    """What one table would lose: id -> (category, reason, policy), in discovery order."""
+    """What one table would lose: id -> key, in discovery order, and per key the condition
+    that made those records expire (re-checked when deleting)."""
 
     def __init__(self, table: SweepTable) -> None:
         self.table = table
-        self.doomed: dict[str, tuple[str, Reason, str]] = {}
+        self.doomed: dict[str, Key] = {}
+        self.conditions: dict[Key, str] = {}
 
-    def add(self, record_id: str, category: str, reason: Reason, policy: str) -> None:
-        self.doomed.setdefault(record_id, (category, reason, policy))
+    def add(self, record_id: str, key: Key, condition: str) -> None:
+        if record_id not in self.doomed:
+            self.doomed[record_id] = key
+            self.conditions.setdefault(key, condition)
 
-
-def _expired_by_valid_until(
-    conn: SurrealConnection, plan: _Plan, cutoff: str, batch_size: int
-) -> None:
-    table = plan.table
-    category_expr = "memory_category" if table.category is None else "NONE"
-    base = (
-        f"SELECT <string> id AS id, {category_expr} AS category "
-        f"FROM {surreal_identifier(table.name)} "
-        f"WHERE valid_until != NONE AND valid_until < {cutoff}"
-    )
-    for page in _pages(conn, base, batch_size):
-        for row in page:
-            category = table.category or row.get("category")
-            if not isinstance(category, str):
-                category = "unknown"
-            plan.add(row["id"], category, "valid_until", NO_POLICY)
+    def by_key(self) -> dict[Key, list[str]]:
+        groups: dict[Key, list[str]] = {}
+        for record_id, key in self.doomed.items():
+            groups.setdefault(key, []).append(record_id)
+        return groups
 
 
-def _expired_by_ttl(
-    conn: SurrealConnection,
-    plan: _Plan,
-    policies: PolicySet,
-    now: datetime,
-    batch_size: int,
-) -> None:
-    table = plan.table
-    now_lit = datetime_literal(now)
-    categories = (table.category,) if table.category else MEMORY_CATEGORIES
-    for category in categories:
-        shortest = min_finite_ttl(policies, category)
-        if shortest is None:
-            continue  # indefinite everywhere: never expires by age
-        where = [f"created_at < {datetime_literal(now - shortest)}"]
-        if table.category is None:
-            where.insert(0, f"memory_category = '{category}'")
-        # never touch a record that is still valid (valid_until after now)
-        where.append(f"(valid_until = NONE OR valid_until <= {now_lit})")
-        base = (
-            "SELECT <string> id AS id, created_at, scope.paths AS clauses "
-            f"FROM {surreal_identifier(table.name)} WHERE " + " AND ".join(where)
+class _Sweep:
+    """One database's sweep: the names, the clock and the limits, shared by its steps."""
+
+    def __init__(
+        self,
+        conn: SurrealConnection,
+        policies: PolicySet,
+        now: datetime,
+        cutoff: datetime,
+        batch_size: int,
+        page_size: int,
+        tables: SweepTablesConfig,
+        fields: SweepFieldsConfig,
+        existing: set[str],
+    ) -> None:
+        self.conn = conn
+        self.policies = policies
+        self.now = now
+        self.cutoff = cutoff
+        self.batch_size = batch_size
+        self.page_size = page_size
+        self.tables = tables
+        self.existing = existing
+        q = surreal_identifier
+        self.valid_until = q(fields.valid_until)
+        self.created_at = q(fields.created_at)
+        self.category = q(fields.memory_category)
+        self.scope_paths = f"{q(fields.scope)}.{q(fields.scope_paths)}"
+        self.attribute_entity = q(fields.attribute_entity)
+
+    # planning -----------------------------------------------------------------------------
+
+    def expired_by_valid_until(self, plan: _Plan) -> None:
+        table = plan.table
+        category_expr = self.category if table.category is None else "NONE"
+        condition = (
+            f"{self.valid_until} != NONE AND {self.valid_until} < {datetime_literal(self.cutoff)}"
         )
-        for page in _pages(conn, base, batch_size):
+        base = (
+            f"SELECT <string> id AS id, {category_expr} AS category "
+            f"FROM {surreal_identifier(table.name)} WHERE {condition}"
+        )
+        for page in _pages(self.conn, base, self.page_size):
             for row in page:
-                clauses = [c for c in (row.get("clauses") or []) if isinstance(c, list)]
-                resolution = policies.resolve(clauses, category)
-                created = row.get("created_at")
-                if resolution.ttl is None or not isinstance(created, datetime):
-                    continue
-                if created + resolution.ttl < now:
-                    plan.add(row["id"], category, "ttl", _policy_name(resolution))
+                category = table.category or row.get("category")
+                if not isinstance(category, str):
+                    category = "unknown"
+                key = (table.name, category, "valid_until", NO_POLICY)
+                plan.add(row["id"], key, condition)
 
+    def expired_by_ttl(self, plan: _Plan) -> None:
+        table = plan.table
+        now_lit = datetime_literal(self.now)
+        # never touch a record that is still valid (valid_until after now)
+        still_open = f"({self.valid_until} = NONE OR {self.valid_until} <= {now_lit})"
+        for category in (table.category,) if table.category else MEMORY_CATEGORIES:
+            shortest = min_finite_ttl(self.policies, category)
+            if shortest is None:
+                continue  # indefinite everywhere: never expires by age
+            of_category = [] if table.category else [f"{self.category} = '{category}'"]
+            where = [
+                *of_category,
+                f"{self.created_at} < {datetime_literal(self.now - shortest)}",
+                still_open,
+            ]
+            base = (
+                f"SELECT <string> id AS id, {self.created_at} AS created_at, "
+                f"{self.scope_paths} AS clauses "
+                f"FROM {surreal_identifier(table.name)} WHERE " + " AND ".join(where)
+            )
+            for page in _pages(self.conn, base, self.page_size):
+                for row in page:
+                    clauses = [c for c in (row.get("clauses") or []) if isinstance(c, list)]
+                    resolution = self.policies.resolve(clauses, category)
+                    created = row.get("created_at")
+                    if resolution.ttl is None or not isinstance(created, datetime):
+                        continue
+                    if created + resolution.ttl < self.now:
+                        key = (table.name, category, "ttl", _policy_name(resolution))
+                        # the re-check: still of that category, old enough, still open
+                        condition = " AND ".join(
+                            [
+                                *of_category,
+                                f"{self.created_at} < "
+                                f"{datetime_literal(self.now - resolution.ttl)}",
+                                still_open,
+                            ]
+                        )
+                        plan.add(row["id"], key, condition)
 
-def _surviving_referrers(
-    conn: SurrealConnection,
-    entity_ids: list[str],
-    existing: set[str],
-    doomed: set[str],
-    batch_size: int,
-) -> dict[str, list[str]]:
-    """entity id -> ids of attributes/relations that refer to it and survive the sweep."""
-    out: dict[str, list[str]] = {}
-    for chunk in _chunks(entity_ids, batch_size):
-        literal = "[" + ", ".join(chunk) + "]"
-        if ATTRIBUTE_TABLE in existing:
-            rows = conn.run_one(
-                f"SELECT VALUE [<string> id, <string> entity] FROM {ATTRIBUTE_TABLE} "
-                f"WHERE entity IN {literal}"
-            )
-            for attr_id, entity_id in rows or []:
-                if attr_id not in doomed:
-                    out.setdefault(entity_id, []).append(attr_id)
-        if RELATION_TABLE in existing:
-            rows = conn.run_one(
-                f"SELECT <string> id AS id, (<->{RELATION_TABLE}).map(|$r| <string> $r) AS edges "
-                f"FROM {literal}"
-            )
-            for row in rows or []:
-                for edge in row.get("edges") or []:
-                    if edge not in doomed:
-                        out.setdefault(row["id"], []).append(edge)
-    return out
+    def surviving_referrers(self, entity_ids: list[str], doomed: set[str]) -> set[str]:
+        """The entities among `entity_ids` that an attribute or relation surviving the sweep
+        refers to. One attribute read per batch of entities (`entity IN [...]` is a table
+        scan in SurrealDB 3: not even an index on the field serves it)."""
+        referred: set[str] = set()
+        attribute = surreal_identifier(self.tables.attribute)
+        relation = surreal_identifier(self.tables.relation)
+        for chunk in _chunks(entity_ids, self.page_size):
+            literal = "[" + ", ".join(chunk) + "]"
+            if self.tables.attribute in self.existing:
+                rows = self.conn.run_one(
+                    f"SELECT VALUE [<string> id, <string> {self.attribute_entity}] "
+                    f"FROM {attribute} WHERE {self.attribute_entity} IN {literal}"
+                )
+                referred.update(entity for attr, entity in rows or [] if attr not in doomed)
+            if self.tables.relation in self.existing:
+                rows = self.conn.run_one(
+                    f"SELECT <string> id AS id, (<->{relation}).map(|$r| <string> $r) AS edges "
+                    f"FROM {literal}"
+                )
+                for row in rows or []:
+                    if any(edge not in doomed for edge in row.get("edges") or []):
+                        referred.add(row["id"])
+        return referred
+
+    # deleting -----------------------------------------------------------------------------
+
+    def delete(self, plan: _Plan, report: SweepReport) -> None:
+        for key, ids in plan.by_key().items():
+            condition = plan.conditions[key]
+            for chunk in _chunks(ids, self.batch_size):
+                gone = set(self._delete_batch(plan.table, chunk, condition))
+                for record_id in chunk:
+                    if record_id in gone:
+                        report.count_deleted(key, record_id)
+                    elif plan.table.is_entity:
+                        report.count_held(record_id)
+                    else:
+                        report.count_changed(record_id)
+
+    def _delete_batch(self, table: SweepTable, ids: Sequence[str], condition: str) -> list[str]:
+        """Delete those of `ids` that still meet `condition` (entities: and that nothing
+        refers to), in one transaction; the ids actually deleted."""
+        checks = [condition]
+        lets = [f"LET $ids = [{', '.join(ids)}];"]
+        if table.is_entity:
+            if self.tables.attribute in self.existing:
+                lets.append(
+                    f"LET $referred = (SELECT VALUE {self.attribute_entity} "
+                    f"FROM {surreal_identifier(self.tables.attribute)} "
+                    f"WHERE {self.attribute_entity} IN $ids);"
+                )
+                checks.append("id NOTINSIDE $referred")
+            if self.tables.relation in self.existing:
+                checks.append(f"count(<->{surreal_identifier(self.tables.relation)}) = 0")
+        results = self.conn.run(
+            "BEGIN; "
+            + " ".join(lets)
+            + f" DELETE $ids WHERE {' AND '.join(checks)} RETURN VALUE <string> $before.id;"
+            + " COMMIT;"
+        )
+        return list(results[-2] or [])
 
 
 def sweep_database(
@@ -310,38 +480,46 @@ def sweep_database(
     valid_until_grace: timedelta = timedelta(0),
     force: bool = False,
     context: str | None = None,
-    tables: Sequence[SweepTable] = DEFAULT_TABLES,
+    tables: SweepTablesConfig | None = None,
+    fields: SweepFieldsConfig | None = None,
+    page_size: int | None = None,
 ) -> SweepReport:
-    """Sweep one Context database; see the module docstring. The database must exist."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    """Sweep one Context database; see the module docstring. The database must exist.
+
+    `batch_size` records are deleted per transaction; candidates are read `page_size` at a
+    time (default: the larger of `batch_size` and MIN_PAGE_SIZE)."""
+    if batch_size < 1 or (page_size is not None and page_size < 1):
+        raise ValueError("batch_size and page_size must be at least 1")
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    names = tables or SweepTablesConfig()
     report = SweepReport(
         namespace=ns, database=db, dry_run=dry_run, now=now, context=context, forced=force
     )
     conn.use_existing(ns, db)  # USE would create a missing database
     existing = set((conn.run_one("INFO FOR DB") or {}).get("tables", {}))
-    present = [t for t in tables if t.name in existing]
-    cutoff = datetime_literal(now - valid_until_grace)
+    sweep = _Sweep(
+        conn,
+        policies,
+        now,
+        now - valid_until_grace,
+        batch_size,
+        page_size or max(batch_size, MIN_PAGE_SIZE),
+        names,
+        fields or SweepFieldsConfig(),
+        existing,
+    )
 
     plans: list[_Plan] = []
     doomed_edges: set[str] = set()  # attribute and relation ids that will go
-    # non-entity tables first: whether an entity is held depends on what survives of them
-    for table in sorted(present, key=lambda t: t.is_entity):
+    for table in (t for t in sweep_tables(names) if t.name in existing):
         plan = _Plan(table)
-        _expired_by_valid_until(conn, plan, cutoff, batch_size)
-        _expired_by_ttl(conn, plan, policies, now, batch_size)
+        sweep.expired_by_valid_until(plan)
+        sweep.expired_by_ttl(plan)
         if table.is_entity and plan.doomed:
-            referrers = _surviving_referrers(
-                conn, list(plan.doomed), existing, doomed_edges, batch_size
-            )
-            for entity_id in list(plan.doomed):
-                if entity_id in referrers:
-                    del plan.doomed[entity_id]
-                    report.held += 1
-                    if len(report.held_samples) < SAMPLES:
-                        report.held_samples.append(entity_id)
+            for entity_id in sweep.surviving_referrers(list(plan.doomed), doomed_edges):
+                del plan.doomed[entity_id]
+                report.count_held(entity_id)
         total = _count(conn, table.name)
         report.totals[table.name] = total
         if plan.doomed and len(plan.doomed) > max_delete_fraction * total and not force:
@@ -351,16 +529,10 @@ def sweep_database(
             doomed_edges.update(plan.doomed)
         plans.append(plan)
 
-    for plan in plans:
-        for record_id, (category, reason, policy) in plan.doomed.items():
-            key = (plan.table.name, category, reason, policy)
-            report.deleted[key] = report.deleted.get(key, 0) + 1
-            samples = report.samples.setdefault(key, [])
-            if len(samples) < SAMPLES:
-                samples.append(record_id)
-
-    if not dry_run:
-        for plan in plans:  # already ordered: attributes and relations before entities
-            for chunk in _chunks(list(plan.doomed), batch_size):
-                conn.run(f"BEGIN; DELETE [{', '.join(chunk)}]; COMMIT;")
+    for plan in plans:  # already ordered: attributes and relations before entities
+        if dry_run:
+            for record_id, key in plan.doomed.items():
+                report.count_deleted(key, record_id)
+        else:
+            sweep.delete(plan, report)
     return report

@@ -42,10 +42,17 @@ def sweep_context(
         valid_until_grace=config.sweep.valid_until_grace,
         force=force,
         context=ref.context,
+        tables=config.sweep.tables,
+        fields=config.sweep.fields,
     )
     verb = "would delete" if dry_run else "deleted"
     logger.info(
-        "%s: %s %d records, held %d entities", ref.name, verb, report.total_deleted, report.held
+        "%s: %s %d records, held %d entities, left %d changed during the sweep",
+        ref.name,
+        verb,
+        report.total_deleted,
+        report.held,
+        report.changed,
     )
     for refusal in report.refused:
         logger.warning("%s: %s", ref.name, refusal.describe())

@@ -328,39 +328,6 @@ def test_cli_retention_check_table_and_bad_rule(tmp_path: Path) -> None:
     assert "rule 1: ttl '0d' is below the minimum of 1d" in bad.stderr
 
 
-def test_index_advice_names_missing_sweep_indexes() -> None:
-    from spectron_backup.commands.retention import index_advice, index_fields
-
-    assert index_fields("DEFINE INDEX t ON attribute FIELDS valid_from, valid_until") == [
-        "valid_from",
-        "valid_until",
-    ]
-    fields = {f: "" for f in ("valid_from", "valid_until", "created_at", "memory_category")}
-    # the reference schema's (valid_from, valid_until) index cannot serve a valid_until range
-    bare = {
-        "fields": fields,
-        "indexes": {
-            "temporal_index": "DEFINE INDEX temporal_index ON attribute FIELDS valid_from, valid_until"
-        },
-    }
-    assert index_advice("attribute", bare) == [
-        "DEFINE INDEX sweep_valid_until ON attribute FIELDS valid_until;",
-        "DEFINE INDEX sweep_created_at ON attribute FIELDS memory_category, created_at;",
-    ]
-    indexed = {
-        "fields": fields,
-        "indexes": {
-            "a": "DEFINE INDEX a ON attribute FIELDS valid_until",
-            "b": "DEFINE INDEX b ON attribute FIELDS memory_category, created_at",
-        },
-    }
-    assert index_advice("attribute", indexed) == []
-    plain = {"fields": {"created_at": ""}, "indexes": {}}
-    assert index_advice("uncertainty", plain) == [
-        "DEFINE INDEX sweep_created_at ON uncertainty FIELDS created_at;"
-    ]
-
-
 def test_cli_on_mem_source_does_not_check_indexes(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG + GOOD_RULES)

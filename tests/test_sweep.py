@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from spectron_backup.config import SweepFieldsConfig, SweepTablesConfig
 from spectron_backup.errors import UsageError
 from spectron_backup.policies import parse_policies
 from spectron_backup.seed import context_schema
 from spectron_backup.surreal import SurrealConnection
-from spectron_backup.sweep import sweep_database
+from spectron_backup.sweep import SweepTable, index_advice, index_fields, sweep_database
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 NS, DB = "ctx_ns", "ctx_db"
@@ -188,7 +189,7 @@ def test_dry_run_reports_exactly_and_changes_nothing(conn: SurrealConnection) ->
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
 def test_real_run_deletes_exactly_then_nothing(conn: SurrealConnection, batch_size: int) -> None:
     before = records(conn)
-    report = sweep(conn, batch_size=batch_size)
+    report = sweep(conn, batch_size=batch_size, page_size=batch_size)
     after = records(conn)
     assert set(before) - set(after) == EXPECTED_IDS
     assert {k: v for k, v in before.items() if k not in EXPECTED_IDS} == after  # untouched
@@ -198,7 +199,7 @@ def test_real_run_deletes_exactly_then_nothing(conn: SurrealConnection, batch_si
     dangling = conn.run_one("SELECT VALUE <string> id FROM attribute WHERE entity.id = NONE")
     assert dangling == []
 
-    second = sweep(conn, batch_size=batch_size)
+    second = sweep(conn, batch_size=batch_size, page_size=batch_size)
     assert second.deleted == {} and records(conn) == after
     assert second.held == 1
 
@@ -263,5 +264,147 @@ def test_index_order_does_not_break_paging(conn: SurrealConnection, batch_size: 
     # older than a4 but with a larger id: index order (created_at) differs from id order
     conn.run("INSERT INTO attribute [" + _attribute("z1", E1, "context", S_ACME, 50) + "]")
     before = records(conn)
-    sweep(conn, batch_size=batch_size)
+    sweep(conn, batch_size=batch_size, page_size=batch_size)
     assert set(before) - set(records(conn)) == EXPECTED_IDS | {"attribute:z1"}
+
+
+def test_index_advice_names_missing_sweep_indexes() -> None:
+    assert index_fields("DEFINE INDEX t ON attribute FIELDS valid_from, valid_until") == [
+        "valid_from",
+        "valid_until",
+    ]
+    fields = {f: "" for f in ("valid_from", "valid_until", "created_at", "memory_category")}
+    # the reference schema's (valid_from, valid_until) index cannot serve a valid_until range
+    bare = {
+        "fields": fields,
+        "indexes": {
+            "temporal_index": "DEFINE INDEX temporal_index ON attribute FIELDS valid_from, valid_until"
+        },
+    }
+    assert index_advice(SweepTable("attribute"), bare) == [
+        "DEFINE INDEX sweep_valid_until ON attribute FIELDS valid_until;",
+        "DEFINE INDEX sweep_created_at ON attribute FIELDS memory_category, created_at;",
+    ]
+    indexed = {
+        "fields": fields,
+        "indexes": {
+            "a": "DEFINE INDEX a ON attribute FIELDS valid_until",
+            "b": "DEFINE INDEX b ON attribute FIELDS memory_category, created_at",
+        },
+    }
+    assert index_advice(SweepTable("attribute"), indexed) == []
+    plain = {"fields": {"created_at": ""}, "indexes": {}}
+    assert index_advice(SweepTable("uncertainty", category="unknowns"), plain) == [
+        "DEFINE INDEX sweep_created_at ON uncertainty FIELDS created_at;"
+    ]
+
+
+@pytest.mark.parametrize(("page_size", "batch_size"), [(1, 3), (3, 1), (2, 2)])
+def test_read_pages_and_delete_batches_are_independent(
+    conn: SurrealConnection, page_size: int, batch_size: int
+) -> None:
+    before = records(conn)
+    report = sweep(conn, batch_size=batch_size, page_size=page_size)
+    assert set(before) - set(records(conn)) == EXPECTED_IDS
+    assert reported_keys(report) == {key: len(ids) for key, ids in EXPECTED.items()}
+
+
+class WriterBeforeDeletes(SurrealConnection):
+    """A connection on which another writer's statements land just before the sweep's first
+    DELETE of a table: after the plan is made, before it is carried out, the moment a
+    concurrent writer can hurt most. `writes` maps a table name to the SurrealQL to run."""
+
+    def __init__(self, url: str, writes: dict[str, str]) -> None:
+        super().__init__(url)
+        self.writes = dict(writes)
+
+    def run(self, sql: str, vars=None, *, txn=None):  # type: ignore[no-untyped-def]
+        for table in list(self.writes):
+            if sql.startswith(f"BEGIN; LET $ids = [{table}:"):
+                super().run(self.writes.pop(table))
+        return super().run(sql, vars, txn=txn)
+
+
+def test_writer_during_the_sweep_loses_nothing_that_is_not_expired() -> None:
+    conn = WriterBeforeDeletes(
+        "mem://",
+        {
+            # before anything is deleted: a4 (planned: ttl) is given a future valid_until,
+            # new facts arrive, one of them an already-ended attribute (not in the plan)
+            "attribute": (
+                f"UPDATE attribute:a4 SET valid_until = {ago(-30)}; "
+                "INSERT INTO entity ["
+                + _entity("entity:['topic','new']", "knowledge", S_ACME, 0)
+                + "]; INSERT INTO attribute ["
+                + _attribute("w1", E4, "context", S_ACME, 0)
+                + ", "
+                + _attribute("w2", E1, "identity", S_ACME, 0, ago(1))
+                + "];"
+            ),
+            # after attributes and relations are gone, before entities: the writer refers to
+            # E3 by a new attribute and to E5 by a new edge, both planned for deletion
+            "entity": (
+                "INSERT INTO attribute ["
+                + _attribute("w3", E3, "context", S_ACME, 0)
+                + "]; INSERT RELATION INTO relates_to ["
+                + _relation("w4", "entity:['topic','new']", E5, "knowledge", S_ACME, 0)
+                + "];"
+            ),
+        },
+    )
+    conn.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    conn.use(NS, DB)
+    conn.run(context_schema(8))
+    conn.run(";\n".join(DATA) + ";")
+    before = records(conn)
+
+    report = sweep(conn, batch_size=2, page_size=2)
+    assert conn.writes == {}, "the writer did not run at both moments"
+    after = records(conn)
+
+    spared = {"attribute:a4", "entity:['org', 'old']", "entity:['topic', 'g']"}
+    assert set(before) - set(after) == EXPECTED_IDS - spared
+    written = {"attribute:w1", "attribute:w2", "attribute:w3", "relates_to:w4"}
+    assert written | {"entity:['topic', 'new']"} <= set(after)
+    assert "d'" in after["attribute:a4"] and after["attribute:a4"] != before["attribute:a4"]
+    # the report says what happened, not what was planned
+    assert report.total_deleted == len(EXPECTED_IDS - spared)
+    assert report.changed == 1 and report.changed_samples == ["attribute:a4"]
+    assert report.held == 3
+    assert set(report.held_samples) == HELD | {"entity:['org', 'old']", "entity:['topic', 'g']"}
+    # nothing points at nothing: every attribute's entity and every edge's ends exist
+    assert conn.run_one("SELECT VALUE <string> id FROM attribute WHERE entity.id = NONE") == []
+    assert (
+        conn.run_one("SELECT VALUE <string> id FROM relates_to WHERE in.id = NONE OR out.id = NONE")
+        == []
+    )
+    conn.close()
+
+
+def test_table_and_field_names_come_from_configuration() -> None:
+    """A deployment whose attributes live in `fact` with `ends_at` for valid_until."""
+
+    def renamed(text: str) -> str:
+        return text.replace("attribute", "fact").replace("valid_until", "ends_at")
+
+    conn = SurrealConnection("mem://")
+    conn.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    conn.use(NS, DB)
+    conn.run(renamed(context_schema(8)))
+    conn.run(renamed(";\n".join(DATA) + ";"))
+    before = set(conn.run_one("SELECT VALUE <string> id FROM fact"))
+    report = sweep_database(
+        conn,
+        NS,
+        DB,
+        POLICIES,
+        now=NOW,
+        dry_run=False,
+        tables=SweepTablesConfig(attribute="fact"),
+        fields=SweepFieldsConfig(valid_until="ends_at"),
+    )
+    expected = {renamed(i) for i in EXPECTED_IDS if i.startswith("attribute:")}
+    assert before - set(conn.run_one("SELECT VALUE <string> id FROM fact")) == expected
+    assert report.deleted[("fact", "identity", "valid_until", "-")] == 1  # a1, by ends_at
+    assert report.held == 1  # bob is still held by his `fact`
+    conn.close()

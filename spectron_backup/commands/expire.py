@@ -71,6 +71,10 @@ def _show(report: dict[str, Any]) -> None:
             )
     err.print(table)
     verb = "would delete" if report["dry_run"] else "deleted"
+    changed = report.get("changed_total", 0)
     err.print(
-        f"{verb} {report['deleted_total']:,} records; {report['held_total']:,} expired entities held (still referred to); report stored as {report['stored_as']}"
+        f"{verb} {report['deleted_total']:,} records; {report['held_total']:,} expired entities "
+        "held (still referred to); "
+        + (f"{changed:,} left because they changed during the sweep; " if changed else "")
+        + f"report stored as {report['stored_as']}"
     )

@@ -9,7 +9,6 @@ the table holds; an unreachable source is reported as a note, not a failure.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import typer
@@ -20,50 +19,7 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.errors import SpectronBackupError
-
-#: the sweep's tables (design section 2) and whether they carry `memory_category`
-SWEEP_TABLES = {
-    "entity": True,
-    "attribute": True,
-    "relates_to": True,
-    "instruction": False,
-    "uncertainty": False,
-}
-_FIELDS = re.compile(
-    r"\b(?:FIELDS|COLUMNS)\s+(.+?)(?:\s+(?:UNIQUE|HNSW|MTREE|SEARCH|FULLTEXT|COMMENT|CONCURRENTLY)\b|;|$)",
-    re.I,
-)
-
-
-def index_fields(definition: str) -> list[str]:
-    """The field list of a `DEFINE INDEX ... FIELDS a, b` statement."""
-    match = _FIELDS.search(definition)
-    if not match:
-        return []
-    return [f.strip().strip("`") for f in match.group(1).split(",") if f.strip()]
-
-
-def index_advice(table: str, info: dict[str, Any]) -> list[str]:
-    """`DEFINE INDEX` statements the sweep would use on `table`, given its INFO FOR TABLE.
-
-    A range on `valid_until` (or `created_at`) can use an index whose first field is that
-    field; for `created_at`, `memory_category, created_at` serves as well."""
-    fields = set((info.get("fields") or {}).keys())
-    leading = [index_fields(str(d)) for d in (info.get("indexes") or {}).values()]
-    firsts = {f[0] for f in leading if f}
-    pairs = {tuple(f[:2]) for f in leading if len(f) >= 2}
-    advice = []
-    if "valid_until" in fields and "valid_until" not in firsts:
-        advice.append(f"DEFINE INDEX sweep_valid_until ON {table} FIELDS valid_until;")
-    if "created_at" in fields and "created_at" not in firsts:
-        if SWEEP_TABLES.get(table) and "memory_category" in fields:
-            if ("memory_category", "created_at") not in pairs:
-                advice.append(
-                    f"DEFINE INDEX sweep_created_at ON {table} FIELDS memory_category, created_at;"
-                )
-        else:
-            advice.append(f"DEFINE INDEX sweep_created_at ON {table} FIELDS created_at;")
-    return advice
+from spectron_backup.sweep import index_advice, sweep_tables
 
 
 def _index_report(config: Any) -> tuple[dict[str, list[str]], str | None]:
@@ -83,10 +39,10 @@ def _index_report(config: Any) -> tuple[dict[str, list[str]], str | None]:
                 conn.use(ref.ns, ref.db)
                 tables = (conn.run_one("INFO FOR DB") or {}).get("tables", {})
                 advice: list[str] = []
-                for table in SWEEP_TABLES:
-                    if table in tables:
-                        info = conn.run_one(f"INFO FOR TABLE {surreal_identifier(table)}") or {}
-                        advice += index_advice(table, info)
+                for table in sweep_tables(config.sweep.tables):
+                    if table.name in tables:
+                        info = conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}")
+                        advice += index_advice(table, info or {}, config.sweep.fields)
                 report[f"{ref.name} (context {ref.context})"] = advice
     except SpectronBackupError as exc:
         return report, f"indexes not checked: {exc}"
