@@ -171,7 +171,7 @@ class SweepReport:
     changed: int = 0
     changed_samples: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
-    #: table -> record count before the sweep
+    #: table -> record count before the sweep, for the tables with something to delete
     totals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -326,7 +326,7 @@ class _Sweep:
         page_size: int,
         tables: SweepTablesConfig,
         fields: SweepFieldsConfig,
-        existing: set[str],
+        existing: dict[str, str],
     ) -> None:
         self.conn = conn
         self.policies = policies
@@ -335,7 +335,10 @@ class _Sweep:
         self.batch_size = batch_size
         self.page_size = page_size
         self.tables = tables
+        #: table name -> its DEFINE TABLE statement
         self.existing = existing
+        self.fields = fields
+        self._defined: dict[str, set[str]] = {}
         q = surreal_identifier
         self.valid_until = q(fields.valid_until)
         self.created_at = q(fields.created_at)
@@ -347,6 +350,8 @@ class _Sweep:
 
     def expired_by_valid_until(self, plan: _Plan) -> None:
         table = plan.table
+        if not self.may_have(table, self.fields.valid_until):
+            return  # e.g. `instruction`: no valid_until, nothing to read
         category_expr = self.category if table.category is None else "NONE"
         condition = (
             f"{self.valid_until} != NONE AND {self.valid_until} < {datetime_literal(self.cutoff)}"
@@ -362,6 +367,17 @@ class _Sweep:
                     category = "unknown"
                 key = (table.name, category, "valid_until", NO_POLICY)
                 plan.add(row["id"], key, condition)
+
+    def may_have(self, table: SweepTable, field_name: str) -> bool:
+        """Whether records of `table` can hold `field_name`: a SCHEMAFULL table holds only the
+        fields it defines, any other table anything."""
+        if "SCHEMAFULL" not in self.existing.get(table.name, "").upper():
+            return True
+        if table.name not in self._defined:
+            info = self.conn.run_one(f"INFO FOR TABLE {surreal_identifier(table.name)}") or {}
+            self._defined[table.name] = set((info.get("fields") or {}).keys())
+        defined = self._defined[table.name]
+        return field_name in defined
 
     def expired_by_ttl(self, plan: _Plan) -> None:
         table = plan.table
@@ -497,7 +513,10 @@ def sweep_database(
         namespace=ns, database=db, dry_run=dry_run, now=now, context=context, forced=force
     )
     conn.use_existing(ns, db)  # USE would create a missing database
-    existing = set((conn.run_one("INFO FOR DB") or {}).get("tables", {}))
+    existing = {
+        name: str(definition)
+        for name, definition in ((conn.run_one("INFO FOR DB") or {}).get("tables") or {}).items()
+    }
     sweep = _Sweep(
         conn,
         policies,
@@ -520,11 +539,13 @@ def sweep_database(
             for entity_id in sweep.surviving_referrers(list(plan.doomed), doomed_edges):
                 del plan.doomed[entity_id]
                 report.count_held(entity_id)
-        total = _count(conn, table.name)
-        report.totals[table.name] = total
-        if plan.doomed and len(plan.doomed) > max_delete_fraction * total and not force:
-            report.refused.append(Refusal(table.name, len(plan.doomed), total, max_delete_fraction))
-            plan.doomed.clear()
+        if plan.doomed:  # counted only then: a no-op sweep reads nothing but its index
+            total = report.totals[table.name] = _count(conn, table.name)
+            if len(plan.doomed) > max_delete_fraction * total and not force:
+                report.refused.append(
+                    Refusal(table.name, len(plan.doomed), total, max_delete_fraction)
+                )
+                plan.doomed.clear()
         if not table.is_entity:
             doomed_edges.update(plan.doomed)
         plans.append(plan)

@@ -16,7 +16,13 @@ from spectron_backup.errors import UsageError
 from spectron_backup.policies import parse_policies
 from spectron_backup.seed import context_schema
 from spectron_backup.surreal import SurrealConnection
-from spectron_backup.sweep import SweepTable, index_advice, index_fields, sweep_database
+from spectron_backup.sweep import (
+    SweepTable,
+    index_advice,
+    index_fields,
+    sweep_database,
+    sweep_tables,
+)
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 NS, DB = "ctx_ns", "ctx_db"
@@ -407,4 +413,60 @@ def test_table_and_field_names_come_from_configuration() -> None:
     assert before - set(conn.run_one("SELECT VALUE <string> id FROM fact")) == expected
     assert report.deleted[("fact", "identity", "valid_until", "-")] == 1  # a1, by ends_at
     assert report.held == 1  # bob is still held by his `fact`
+    conn.close()
+
+
+class QueryLog(SurrealConnection):
+    """Remembers the sweep's candidate reads (the paged SELECTs)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.reads: list[str] = []
+
+    def run_one(self, sql: str, vars=None, *, txn=None):  # type: ignore[no-untyped-def]
+        if " ORDER BY rid LIMIT " in sql and not sql.endswith("EXPLAIN"):
+            self.reads.append(sql)
+        return super().run_one(sql, vars, txn=txn)
+
+
+def _scans(plan: object) -> list[str]:
+    """The scan operators of an EXPLAIN plan, as `operator:table-or-index`."""
+    if isinstance(plan, list):
+        return [s for p in plan for s in _scans(p)]
+    if not isinstance(plan, dict):
+        return []
+    found = []
+    if str(plan.get("operator", "")).endswith("Scan"):
+        attributes = plan.get("attributes") or {}
+        found.append(f"{plan['operator']}:{attributes.get('index') or attributes.get('table')}")
+    return found + _scans(plan.get("children") or [])
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_candidate_reads_use_the_advised_indexes(indexed: bool) -> None:
+    conn = QueryLog("mem://")
+    conn.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    conn.use(NS, DB)
+    conn.run(context_schema(8))
+    conn.run(";\n".join(DATA) + ";")
+    advice = []
+    for table in sweep_tables(SweepTablesConfig()):
+        advice += index_advice(table, conn.run_one(f"INFO FOR TABLE {table.name}"))
+    # the reference schema's temporal_index (valid_from, valid_until) serves no sweep read
+    assert "DEFINE INDEX sweep_valid_until ON attribute FIELDS valid_until;" in advice
+    if indexed:
+        conn.run(" ".join(advice))
+        assert all(
+            index_advice(t, conn.run_one(f"INFO FOR TABLE {t.name}")) == []
+            for t in sweep_tables(SweepTablesConfig())
+        )
+    sweep_database(conn, NS, DB, POLICIES, now=NOW, dry_run=True)
+    assert len(conn.reads) >= 5
+    for read in conn.reads:
+        scans = _scans(conn.run_one(read + " EXPLAIN"))
+        assert len(scans) == 1, (read, scans)
+        if indexed:
+            assert scans[0].startswith("IndexScan:sweep_"), (read, scans)
+        else:
+            assert scans[0].startswith("TableScan:"), (read, scans)
     conn.close()
