@@ -75,6 +75,8 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
         "benchmark": name,
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
+        # e.g. "other jobs were running": what the numbers cannot show about the run
+        **({"conditions": os.environ["BENCH_NOTE"]} if os.environ.get("BENCH_NOTE") else {}),
         **result,
     }
     path = RESULTS / f"{name}.json"
