@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from spectron_backup.durations import parse_timestamp
 from spectron_backup.seed import SeedPlan, seed_instance
 from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
 
 NOW = "2026-11-24T12:00:00Z"
 TABLES = ("entity", "attribute", "relates_to", "instruction", "uncertainty")
+RULE = "retention:\n  - {scope: {org: acme}, memory_category: knowledge, ttl: 90d}\n"
 
 
 @pytest.fixture
@@ -47,7 +51,7 @@ def test_dry_run_then_sweep_then_nothing_left_to_sweep(
     config = write_config(
         tmp_path,
         instance,
-        retention="retention:\n  - {scope: {org: acme}, memory_category: knowledge, ttl: 90d}\n",
+        retention=RULE,
     )
     before = counts(instance)
     dry = cli_with_prefect("expire", "--config", str(config), "--dry-run", "--now", NOW, "--json")
@@ -71,6 +75,80 @@ def test_dry_run_then_sweep_then_nothing_left_to_sweep(
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["deleted_total"] == 0
     assert counts(instance) == after
+
+
+def expected_deletions(url: str, now: datetime) -> tuple[set[str], set[str]]:
+    """(ids to delete, entities held), worked out here from the records themselves under the
+    one rule of `RULE` and the defaults of design section 7, not by the sweep's code."""
+    defaults = {"context": timedelta(days=7), "unknowns": timedelta(days=30)}
+    fixed = {"instruction": "instructions", "uncertainty": "unknowns"}
+
+    def ttl(category: str, clauses: list[list[str]]) -> timedelta | None:
+        # RULE: {org: acme} knowledge 90d; "org/acme" or a path below it, in any one clause
+        if category == "knowledge" and any(
+            p == "org/acme" or p.startswith("org/acme/") for c in clauses for p in c
+        ):
+            return timedelta(days=90)
+        return defaults.get(category)
+
+    rows: dict[str, list[dict]] = {}
+    with connect(url) as conn:
+        conn.use("ctx_acme_prod", "acme_prod")
+        for table in TABLES:
+            rows[table] = conn.run_one(
+                "SELECT <string> id AS id, created_at, valid_until, memory_category AS category, "
+                "scope.paths AS clauses, <string> entity AS entity, <string> in AS from, "
+                f"<string> out AS to FROM {table}"
+            )
+
+    def expired(table: str, row: dict) -> bool:
+        until = row.get("valid_until")
+        if isinstance(until, datetime):
+            if until < now:
+                return True
+            if until > now:
+                return False  # still valid: never touched
+        life = ttl(fixed.get(table, row.get("category") or ""), row.get("clauses") or [])
+        return life is not None and row["created_at"] + life < now
+
+    doomed = {r["id"] for t in TABLES if t != "entity" for r in rows[t] if expired(t, r)}
+    referred = {r["entity"] for r in rows["attribute"] if r["id"] not in doomed}
+    for edge in rows["relates_to"]:
+        if edge["id"] not in doomed:
+            referred |= {edge["from"], edge["to"]}
+    held = {r["id"] for r in rows["entity"] if expired("entity", r) and r["id"] in referred}
+    doomed |= {r["id"] for r in rows["entity"] if expired("entity", r)} - held
+    return doomed, held
+
+
+def all_ids(url: str) -> set[str]:
+    with connect(url) as conn:
+        conn.use("ctx_acme_prod", "acme_prod")
+        return {i for t in TABLES for i in conn.run_one(f"SELECT VALUE <string> id FROM {t}")}
+
+
+def test_deletes_exactly_the_expected_records_of_a_seeded_context(
+    instance: str, tmp_path: Path, cli_with_prefect
+) -> None:
+    config = write_config(tmp_path, instance, retention=RULE)
+    expected, held = expected_deletions(instance, parse_timestamp(NOW))
+    assert expected and held, "the seeded Context should exercise deletion and holding"
+    per_table = Counter(i.split(":", 1)[0] for i in expected)
+
+    dry = cli_with_prefect("expire", "--config", str(config), "--dry-run", "--now", NOW, "--json")
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    planned_per_table: Counter[str] = Counter()
+    for item in planned["databases"][0]["deleted"]:
+        planned_per_table[item["table"]] += item["count"]
+    assert planned_per_table == per_table
+    assert planned["held_total"] == len(held)
+
+    before = all_ids(instance)
+    real = cli_with_prefect("expire", "--config", str(config), "--now", NOW, "--json")
+    assert real.returncode == 0, real.stderr
+    assert before - all_ids(instance) == expected  # exactly these, nothing else
+    assert json.loads(real.stdout)["deleted_total"] == len(expected)
 
 
 def test_the_guard_refuses_then_force_proceeds(
