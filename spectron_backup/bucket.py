@@ -42,7 +42,7 @@ def open_document_bucket(documents: DocumentsConfig | None) -> DocumentBucket:
     if documents is None:
         raise UsageError(
             "no `documents` section in the configuration: set documents.url to the "
-            "s3://bucket[/prefix] holding Spectron's documents"
+            "s3://bucket or s3://bucket/prefix holding Spectron's documents"
         )
     if not documents.url.startswith("s3://"):
         raise UsageError(
@@ -60,6 +60,21 @@ def open_document_bucket(documents: DocumentsConfig | None) -> DocumentBucket:
 
 
 # -- reports ------------------------------------------------------------------------------------
+
+
+class GuardFailed(OperationFailed):
+    """The bucket still lacks something the guard requires (exit status 1)."""
+
+    def __init__(self, bucket: str, failures: list[str]) -> None:
+        self.bucket = bucket
+        self.failures = list(failures)
+        super().__init__(
+            f"document bucket {bucket} is not guarded: {'; '.join(self.failures)} "
+            "(run `spectron-backup bucket ensure`, or set documents.guard.ensure for the flow)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, whatever Prefect does with it
+        return (type(self), (self.bucket, self.failures))
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,12 @@ class BucketStatus:
     @property
     def ok(self) -> bool:
         return not self.missing
+
+    def failure(self) -> GuardFailed | None:
+        """The error of a bucket that lacks something required, or None."""
+        if self.ok:
+            return None
+        return GuardFailed(self.bucket, [f"{f.name}: {f.detail}" for f in self.missing])
 
     def finding(self, name: str) -> Finding:
         return next(f for f in self.findings if f.name == name)
@@ -472,7 +493,7 @@ class DocumentBucket:
             plan.changes.append(
                 Change(
                     "versioning",
-                    "enable",
+                    "enable versioning",
                     f"turn versioning on (now {status.versioning})",
                     status.versioning,
                     "Enabled",
@@ -539,7 +560,8 @@ class DocumentBucket:
         index = next((i for i, r in enumerate(rules) if r.get("ID") == GUARD_RULE_ID), None)
         if finding.ok and index is None:
             return  # another rule replicates to the destination already
-        if existing and existing.get("Role") != settings.role:
+        others = [r for r in rules if r.get("ID") != GUARD_RULE_ID]
+        if others and existing.get("Role") != settings.role:
             plan.notes.append(
                 "replication: the bucket replicates with another IAM role than "
                 "documents.replication.role; ensure does not change a role other rules use: "
@@ -564,7 +586,9 @@ class DocumentBucket:
                 Destination=destination,
             )
         if index is not None:
-            if self._same_replication_rule(rules[index], wanted):
+            if existing.get("Role") == settings.role and self._same_replication_rule(
+                rules[index], wanted
+            ):
                 return
             new_rules = [*rules[:index], wanted, *rules[index + 1 :]]
             action = f"update replication rule {GUARD_RULE_ID}"

@@ -11,6 +11,7 @@ from contextlib import closing
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from spectron_backup.bucket import BucketStatus, DocumentBucket, KeyOutcome, open_document_bucket
@@ -38,7 +39,7 @@ def _bucket(config: ConfigPath) -> DocumentBucket:
 
 
 def show_status(status: BucketStatus, title: str) -> None:
-    table = Table(title=f"{title}: {status.url}")
+    table = Table(title=escape(f"{title}: {status.url}"))
     for column in ("check", "status", "detail"):
         table.add_column(column)
     for finding in status.findings:
@@ -48,10 +49,10 @@ def show_status(status: BucketStatus, title: str) -> None:
             mark = "[bold red]MISSING[/]"
         else:
             mark = "[yellow]not set[/]"
-        table.add_row(finding.name, mark, finding.detail)
+        table.add_row(finding.name, mark, escape(finding.detail))
     err.print(table)
     for warning in status.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 @app.command("check")
@@ -91,11 +92,11 @@ def ensure(config: ConfigPath = None, dry_run: DryRun = False, json_output: Json
     else:
         verb = "would" if dry_run else "done:"
         for change in plan.changes:
-            err.print(f"{verb} {change.action}: {change.detail}", soft_wrap=True)
+            err.print(f"{verb} {change.action}: {change.detail}", markup=False, soft_wrap=True)
         if not plan.changes:
             err.print("nothing to change")
         for note in plan.notes:
-            err.print(f"note: {note}", soft_wrap=True)
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
         if dry_run and plan.changes:
             err.print("dry run: nothing was changed")
         else:
@@ -108,7 +109,7 @@ def _show_outcome(outcome: KeyOutcome, json_output: bool) -> None:
     if json_output:
         print_json(outcome.to_json())
     else:
-        err.print(outcome.message, soft_wrap=True)
+        err.print(outcome.message, markup=False, soft_wrap=True)
 
 
 @app.command("undelete")
