@@ -672,3 +672,26 @@ def test_the_flow_ensures_when_configured_to(
     state, _ = run_flow(config_path=str(config), ensure=False)
     assert state.is_completed() and state.result()["changes"] == []
     assert len(webhook.received) == 1  # only the dry run alerted
+
+
+def test_the_guard_settings_come_from_the_documents_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spectron_backup.config import load_config
+
+    config = write_config(tmp_path, {"url": "s3://spectron-documents", "noncurrent_days": 30})
+    documents = load_config(config).documents
+    assert documents is not None
+    assert (documents.noncurrent_days, documents.abort_multipart_days) == (30, 7)
+    assert documents.guard.ensure is False and documents.replication.destination is None
+    monkeypatch.setenv("SPECTRON_BACKUP__DOCUMENTS__GUARD__ENSURE", "true")
+    assert load_config(config).documents.guard.ensure is True
+    bad = write_config(
+        tmp_path,
+        {"url": "s3://d", "replication": {"destination": "r", "role": "spectron"}},
+        name="bad.yaml",
+    )
+    with pytest.raises(UsageError, match=r"documents\.replication: role 'spectron' is not an IAM"):
+        load_config(bad)
+    with pytest.raises(UsageError, match=r"documents\.noncurrent_days"):
+        load_config(config, overrides={"documents.noncurrent_days": 0})
