@@ -53,23 +53,21 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def drill_failure_message(
-    backup_id: str | None,
+def failure_message(
+    title: str,
     failures: list[str],
     flow_run: str | None = None,
     *,
     url: str | None = None,
     limit: int = 10,
 ) -> dict[str, Any]:
-    """The Slack-compatible message of a failed restore drill: what failed, which backup, and
-    the flow run (`flow_run` its id, `url` its page in the Prefect UI; either may be None)."""
-    which = f"backup `{backup_id}`" if backup_id else "no backup could be chosen"
+    """The Slack-compatible message of a failed flow run: `title`, the reasons, and the flow
+    run (`flow_run` its id, `url` its page in the Prefect UI; either may be None)."""
     shown = failures[:limit] or ["(no reason recorded)"]
     more = len(failures) - len(shown)
     lines = [f"• {_clip(f, 400)}" for f in shown]
     if more > 0:
         lines.append(f"• ... and {more} more")
-    title = f":rotating_light: Spectron restore drill FAILED: {which}"
     if url:
         title += f" (flow run <{url}|{flow_run or 'in the Prefect UI'}>)"
     elif flow_run:
@@ -84,6 +82,11 @@ def drill_failure_message(
             },
         ],
     }
+
+
+def drill_alert_title(backup_id: str | None) -> str:
+    which = f"backup `{backup_id}`" if backup_id else "no backup could be chosen"
+    return f":rotating_light: Spectron restore drill FAILED: {which}"
 
 
 def _clip(text: str, limit: int) -> str:

@@ -12,6 +12,7 @@ import typer
 
 from spectron_backup.commands import (
     backup,
+    bucket,
     demo,
     drill,
     expire,
@@ -42,6 +43,7 @@ app.command("expire")(expire.command)
 app.command("restore")(restore.command)
 app.command("drill")(drill.command)
 app.add_typer(retention.app, name="retention")
+app.add_typer(bucket.app, name="bucket")
 
 
 def main() -> None:

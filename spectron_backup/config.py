@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -86,8 +87,43 @@ class TargetConfig(S3Location):
         return url
 
 
+class ReplicationConfig(_Section):
+    """Cross-region replication of the document bucket: `bucket ensure` configures it only
+    when both keys are set; otherwise it is only reported."""
+
+    destination: str | None = Field(
+        None, description="Destination bucket: its name or arn:aws:s3:::name (versioned)"
+    )
+    role: str | None = Field(
+        None, description="IAM role S3 assumes to replicate: arn:aws:iam::ACCOUNT:role/NAME"
+    )
+    storage_class: str | None = Field(None, description="Storage class of the replicas")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ReplicationConfig:
+        if bool(self.destination) != bool(self.role):
+            missing = "role" if self.destination else "destination"
+            raise ValueError(
+                f"needs both destination and role, but {missing} is not set "
+                "(set both to have `bucket ensure` configure replication, or neither)"
+            )
+        if self.role and not self.role.startswith("arn:"):
+            raise ValueError(f"role {self.role!r} is not an IAM role ARN (arn:aws:iam::...)")
+        return self
+
+
+class GuardConfig(_Section):
+    #: the daily `bucket-guard` flow also makes the changes `bucket ensure` would make
+    ensure: bool = False
+
+
 class DocumentsConfig(S3Location):
-    pass
+    #: the guard's lifecycle rule expires noncurrent versions after this many days
+    noncurrent_days: int = Field(90, ge=1, le=36500)
+    #: ... and aborts multipart uploads left incomplete for this many days
+    abort_multipart_days: int = Field(7, ge=1, le=36500)
+    replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
 
 
 class KeepConfig(_Section):

@@ -1,5 +1,6 @@
 """Prefect tasks of the restore drill: thin wrappers around `spectron_backup.drill`, the
-report's artifacts and events, and the flow's failure hook that posts the webhook alert."""
+report's artifacts and events, and the flow's failure hook (tasks/alerts.py) that posts the
+webhook alert."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from spectron_backup.alerts import drill_failure_message, post_webhook
-from spectron_backup.config import DrillConfig, load_config
+from spectron_backup.alerts import drill_alert_title
+from spectron_backup.config import DrillConfig
 from spectron_backup.drill import DrillReport, choose_backup, run_drill, write_drill_record
-from spectron_backup.errors import SpectronBackupError
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
+from tasks.alerts import webhook_alert_hook
 from tasks.retries import SHORT_STEP_RETRIES
 
 SUMMARY_KEY = "spectron-drill-summary"
@@ -180,37 +181,7 @@ def emit_drill_event(
     )
 
 
-def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (on_failure, on_crashed): post the webhook alert when `alerts.webhook_url` is
-    configured. Never raises; never names the URL."""
-    from prefect.logging.loggers import flow_run_logger
-    from prefect.utilities.urls import url_for
-
-    logger = flow_run_logger(flow_run, flow)
-    parameters = flow_run.parameters or {}
-    try:
-        config = load_config(parameters.get("config_path"))
-    except SpectronBackupError as exc:
-        logger.error("no drill alert sent: the configuration cannot be read: %s", exc)
-        return
-    if config.alerts.webhook_url is None:
-        return
-    try:
-        exc = state.result(raise_on_failure=False)
-    except Exception as error:
-        exc = error
-    backup_id = getattr(exc, "backup_id", None)
-    failures = getattr(exc, "failures", None)
-    if not failures:
-        failures = [str(exc) if isinstance(exc, BaseException) else (state.message or state.name)]
-    try:
-        link = url_for(flow_run)
-    except Exception:
-        link = None
-    message = drill_failure_message(backup_id, list(failures), str(flow_run.id), url=link)
-    try:
-        post_webhook(config.alerts.webhook_url, message)
-    except SpectronBackupError as error:
-        logger.error("the drill alert could not be posted: %s", error)
-        return
-    logger.info("drill failure alert posted to the configured webhook")
+#: Flow hook (on_failure, on_crashed): the webhook alert of a failed drill, naming the backup.
+alert_on_failure = webhook_alert_hook(
+    "drill", lambda exc: drill_alert_title(getattr(exc, "backup_id", None))
+)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import CuttingProxy
+from tests.flow_runs import Webhook, webhook_listening
 from tests.s3server import S3_TEST_ENV, S3_TEST_UNSET, moto_s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +116,17 @@ def cli_with_prefect(prefect_api: str) -> Callable[..., subprocess.CompletedProc
         return run_cli(*args, env=env, **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def webhook_server() -> Iterator[Webhook]:
+    """A Slack-like webhook on loopback (tests/flow_runs.py), for the flows' alerts."""
+    with webhook_listening() as hook:
+        yield hook
+
+
+@pytest.fixture
+def webhook(webhook_server: Webhook) -> Webhook:
+    """The webhook, with no message received yet."""
+    webhook_server.received.clear()
+    return webhook_server

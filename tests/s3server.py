@@ -37,15 +37,17 @@ S3_TEST_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_
 
 
 @contextmanager
-def moto_s3_server() -> Iterator[str]:
-    """Start the server; yield its endpoint URL (http://127.0.0.1:PORT); stop it at the end."""
-    env = {k: v for k, v in os.environ.items() if k not in S3_TEST_UNSET}
+def moto_s3_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start the server; yield its endpoint URL (http://127.0.0.1:PORT); stop it at the end.
+    `env`: more of the server's environment (INITIAL_NO_AUTH_ACTION_COUNT turns on moto's IAM
+    checks after that many requests)."""
+    base = {k: v for k, v in os.environ.items() if k not in S3_TEST_UNSET}
     proc = subprocess.Popen(
         [sys.executable, "-c", _MOTO_SERVER],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**env, **S3_TEST_ENV},
+        env={**base, **S3_TEST_ENV, **(env or {})},
     )
     try:
         endpoint = (proc.stdout.readline() if proc.stdout else "").strip()

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr
+from rich.markup import escape
 
 from spectron_backup.console import err
 from spectron_backup.errors import SpectronBackupError
@@ -74,7 +75,8 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SpectronBackupError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            # escape: a message may quote a key or URL with brackets (`s3://b/report[1].pdf`)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

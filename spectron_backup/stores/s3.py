@@ -175,6 +175,7 @@ class S3Store(Store):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         copy_threshold: int = DEFAULT_COPY_THRESHOLD,
+        setting: str = "target",
     ) -> None:
         if not _BUCKET_NAME.match(bucket or "") or ".." in bucket:
             raise UsageError(f"invalid S3 bucket name {bucket!r} (3-63 of a-z 0-9 . - _)")
@@ -216,6 +217,8 @@ class S3Store(Store):
         if kms_key_id:
             self._sse_args["SSEKMSKeyId"] = kms_key_id
         self._bucket_checked = False
+        #: the configuration section the bucket comes from, named in messages
+        self.setting = setting
 
         config = Config(
             region_name=region,
@@ -255,7 +258,7 @@ class S3Store(Store):
             if code == "NoSuchBucket":
                 return UsageError(
                     f"bucket {self.bucket} does not exist{self._where()}: "
-                    "create it, or correct the target URL"
+                    f"create it, or correct the {self.setting} URL"
                 )
             if code in _ACCESS_CODES or status == 403:
                 return UsageError(
@@ -266,7 +269,7 @@ class S3Store(Store):
             if code in _REGION_CODES or status == 301:
                 return UsageError(
                     f"bucket {self.bucket} is not in region {self.region} ({code}): "
-                    "correct target.region"
+                    f"correct {self.setting}.region"
                 )
             if code in _NOT_FOUND_CODES and key is not None:
                 return ObjectNotFound(subject)
@@ -298,6 +301,40 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             raise self._translate(exc, what, key) from exc
 
+    def request(
+        self, operation: str, what: str, *, absent: tuple[str, ...] = (), **kwargs: Any
+    ) -> Any:
+        """One request the Store interface does not cover (bucket versioning, lifecycle and
+        replication, object versions: the bucket guard), with this store's client, retries
+        and error mapping; `Bucket` is filled in. A ClientError whose code is in `absent`
+        (for example NoSuchLifecycleConfiguration) returns None instead of raising."""
+        try:
+            return getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            if absent and _error_code(exc)[0] in absent:
+                return None
+            raise self._translate(exc, what) from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, what) from exc
+
+    def copy_version(self, full_key: str, version_id: str, size: int, what: str) -> None:
+        """Copy one version of `full_key` (prefix included) onto the same key, server side:
+        its bytes and metadata become the current version. CopyObject below
+        `copy_threshold`, a managed multipart copy above it (CopyObject stops at 5 GiB)."""
+        source = {"Bucket": self.bucket, "Key": full_key, "VersionId": version_id}
+        if size < self.copy_threshold:
+            self.request("copy_object", what, Key=full_key, CopySource=source)
+            return
+        config = TransferConfig(
+            multipart_threshold=self.copy_threshold,
+            multipart_chunksize=COPY_PART_SIZE,
+            max_concurrency=4,
+        )
+        try:
+            self._client.copy(source, self.bucket, full_key, Config=config)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc, what) from exc
+
     def _check_bucket(self) -> None:
         """A 404 to HEAD says neither "no such key" nor "no such bucket": ask once."""
         if self._bucket_checked:
@@ -309,7 +346,7 @@ class S3Store(Store):
             if status == 404 or code in ("NoSuchBucket", "404", "NotFound"):
                 raise UsageError(
                     f"bucket {self.bucket} does not exist{self._where()}: "
-                    "create it, or correct the target URL"
+                    f"create it, or correct the {self.setting} URL"
                 ) from exc
             raise self._translate(exc, "checking the bucket") from exc
         except BotoCoreError as exc:
