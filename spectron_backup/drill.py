@@ -68,7 +68,11 @@ def open_documents_store(documents: DocumentsConfig | None) -> Store | None:
     """The store of Spectron's document bucket (the `documents` section), or None."""
     if documents is None:
         return None
-    return open_store(documents.url, endpoint_url=documents.endpoint_url, region=documents.region)
+    # S3 errors then name the `documents` setting, not the target
+    naming = {"setting": "documents"} if documents.url.startswith("s3://") else {}
+    return open_store(
+        documents.url, endpoint_url=documents.endpoint_url, region=documents.region, **naming
+    )
 
 
 # -- choosing the backup ------------------------------------------------------------------
