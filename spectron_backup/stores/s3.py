@@ -295,10 +295,22 @@ class S3Store(Store):
             return StoreError(f"{subject}: {what} failed: {exc}")
         return exc if isinstance(exc, Exception) else StoreError(f"{subject}: {what} failed")
 
-    def _call(self, operation: str, what: str, key: str | None = None, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        operation: str,
+        what: str,
+        key: str | None = None,
+        *,
+        absent: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> Any:
         try:
             return getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if absent and _error_code(exc)[0] in absent:
+                return None
+            raise self._translate(exc, what, key) from exc
+        except BotoCoreError as exc:
             raise self._translate(exc, what, key) from exc
 
     def request(
@@ -308,22 +320,28 @@ class S3Store(Store):
         replication, object versions: the bucket guard), with this store's client, retries
         and error mapping; `Bucket` is filled in. A ClientError whose code is in `absent`
         (for example NoSuchLifecycleConfiguration) returns None instead of raising."""
-        try:
-            return getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
-        except ClientError as exc:
-            if absent and _error_code(exc)[0] in absent:
-                return None
-            raise self._translate(exc, what) from exc
-        except BotoCoreError as exc:
-            raise self._translate(exc, what) from exc
+        return self._call(operation, what, absent=absent, **kwargs)
 
     def copy_version(self, full_key: str, version_id: str, size: int, what: str) -> None:
         """Copy one version of `full_key` (prefix included) onto the same key, server side:
         its bytes and metadata become the current version. CopyObject below
         `copy_threshold`, a managed multipart copy above it (CopyObject stops at 5 GiB)."""
         source = {"Bucket": self.bucket, "Key": full_key, "VersionId": version_id}
+        self._server_copy(source, full_key, size, {}, what)
+
+    def _server_copy(
+        self,
+        source: dict[str, str],
+        full_key: str,
+        size: int,
+        extra: dict[str, Any],
+        what: str,
+        key: str | None = None,
+    ) -> None:
+        """Copy `source` onto `full_key` server side: CopyObject below `copy_threshold`, a
+        managed multipart copy above it (CopyObject stops at 5 GiB)."""
         if size < self.copy_threshold:
-            self.request("copy_object", what, Key=full_key, CopySource=source)
+            self._call("copy_object", what, key, Key=full_key, CopySource=source, **extra)
             return
         config = TransferConfig(
             multipart_threshold=self.copy_threshold,
@@ -331,9 +349,9 @@ class S3Store(Store):
             max_concurrency=4,
         )
         try:
-            self._client.copy(source, self.bucket, full_key, Config=config)
+            self._client.copy(source, self.bucket, full_key, ExtraArgs=extra, Config=config)
         except (ClientError, BotoCoreError) as exc:
-            raise self._translate(exc, what) from exc
+            raise self._translate(exc, what, key) from exc
 
     def _check_bucket(self) -> None:
         """A 404 to HEAD says neither "no such key" nor "no such bucket": ask once."""
@@ -524,18 +542,7 @@ class S3Store(Store):
             "MetadataDirective": "REPLACE",
             **self._sse_args,
         }
-        if size < self.copy_threshold:
-            self._call("copy_object", "setting metadata", key, Key=full, CopySource=source, **extra)
-            return
-        config = TransferConfig(
-            multipart_threshold=self.copy_threshold,
-            multipart_chunksize=COPY_PART_SIZE,
-            max_concurrency=4,
-        )
-        try:
-            self._client.copy(source, self.bucket, full, ExtraArgs=extra, Config=config)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._translate(exc, "setting metadata", key) from exc
+        self._server_copy(source, full, size, extra, "setting metadata", key)
 
 
 class _S3ObjectWriter(ObjectWriter):
