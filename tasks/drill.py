@@ -182,7 +182,8 @@ def emit_drill_event(
 
 def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (on_failure, on_crashed): post the webhook alert when `alerts.webhook_url` is
-    configured. Never raises; never names the URL."""
+    configured, unless an automation on the Prefect server alerts on this flow's failed runs
+    already (then it sends the one message). Never raises; never names the URL."""
     from prefect.logging.loggers import flow_run_logger
     from prefect.utilities.urls import url_for
 
@@ -194,6 +195,11 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         logger.error("no drill alert sent: the configuration cannot be read: %s", exc)
         return
     if config.alerts.webhook_url is None:
+        return
+    if _alerted_by_automation(flow.name):
+        # `make deploy` applied an automation that alerts on this flow's failed runs: one
+        # message per failure, not two.
+        logger.info("drill failure alert left to the server's automation")
         return
     try:
         exc = state.result(raise_on_failure=False)
@@ -214,3 +220,29 @@ def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
         logger.error("the drill alert could not be posted: %s", error)
         return
     logger.info("drill failure alert posted to the configured webhook")
+
+
+def _alerted_by_automation(flow_name: str) -> bool:
+    """True when an enabled automation on the Prefect server already alerts on failed runs of
+    this flow (deployments/automations.py); False when none does or the server cannot say,
+    so that the hook alerts rather than nobody."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            automations = client.read_automations()
+    except Exception:
+        return False
+    for automation in automations:
+        trigger = automation.trigger
+        if not automation.enabled or "prefect.flow-run.Failed" not in getattr(
+            trigger, "expect", ()
+        ):
+            continue
+        related = getattr(trigger, "match_related", None)
+        specs = related if isinstance(related, list) else [related]
+        for spec in specs:
+            names = spec.get("prefect.resource.name") if spec is not None else None
+            if names and flow_name in names and automation.actions:
+                return True
+    return False
