@@ -52,7 +52,8 @@ class FlowRunFailed(_Alert):
 
 
 class EventMissing(_Alert):
-    """No `event` within `within` of the last one (a proactive trigger, armed by that event)."""
+    """No `event` within `within` of the last one (a proactive trigger), then again every
+    `within` while none comes."""
 
     kind: Literal["event-missing"]
     event: str
@@ -111,8 +112,10 @@ def message(alert: FlowRunFailed | EventMissing, ui_url: str | None = None) -> t
         )
     else:
         body = (
-            f"No {alert.event} event in {format_duration(alert.within)}. The last one: "
-            "{{ event.resource.name or event.resource.id }} at {{ event.occurred }}.\n"
+            f"No {alert.event} event in {format_duration(alert.within)}. "
+            "{% if event %}The last one: {{ event.resource.name or event.resource.id }}"
+            " at {{ event.occurred }}.{% else %}None since the previous alert (or since the"
+            " automation was applied).{% endif %}\n"
             f"{_raw(alert.meaning)}"
         )
         if ui_url:
@@ -138,7 +141,8 @@ def build_automation(
         description = f"A run of the flow {alert.flow} ends {' or '.join(alert.states)}."
     else:
         # `after` and `expect` the same event: every event restarts the window, so this fires
-        # `within` after the last one, once, and is armed again by the next.
+        # `within` after the last one; while the silence lasts, the server opens a new window
+        # and fires again every `within` (a daily reminder for 26h).
         trigger = EventTrigger(
             posture=Posture.Proactive,
             after={alert.event},

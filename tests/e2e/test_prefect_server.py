@@ -495,10 +495,12 @@ def test_drill_deployment_passes_on_the_fresh_backup(server: Server, drill_run: 
 
 def test_silence_after_the_last_backup_alerts(receiver: Receiver, backup_run: Run) -> None:
     """The missing-backup automation (a Prefect proactive trigger, here with a 10 s window)
-    fires once the window after the backup's completed event passes without another."""
+    fires once the window after the backup's completed event passes without another, then
+    reminds every window while the silence lasts."""
     text = receiver.wait_for("no backup in 26 hours", 90)
     assert f"No spectron.backup.completed event in {SHORT_WINDOW_SECONDS}s" in text
     assert "The last one: 2" in text  # a backup id: YYYYMMDD...
+    receiver.wait_for("None since the previous alert", 60)
 
 
 def test_a_corrupted_backup_fails_the_drill_and_the_automation_alerts_once(
