@@ -1,6 +1,7 @@
 """The restore drill flow: choose a backup -> restore every database into a scratch SurrealDB
 -> validate -> drill record -> artifacts and events; a failed drill fails the flow run and,
-when `alerts.webhook_url` is set, the failure hook posts an alert."""
+when `alerts.webhook_url` is set, the failure hook posts an alert (unless the server's
+automation from `make deploy` covers this flow: then that one does)."""
 
 from __future__ import annotations
 
