@@ -286,6 +286,15 @@ def check_server(url: str) -> None:
         ) from None
 
 
+def failure(exc: BaseException, config: Config) -> str:
+    """An exception as one line, with the webhook URL (a secret) cut out of it."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    if config.alerts.webhook_url is not None:
+        secret = config.alerts.webhook_url.get_secret_value()
+        text = text.replace(secret, "***") if secret else text
+    return text
+
+
 def show_report(report: dict[str, Any]) -> None:
     if report["skipped"]:
         err.print(f"[yellow]warning:[/] {report['skipped']}")
@@ -315,9 +324,8 @@ def command(
     except UsageError:
         raise
     except Exception as exc:
-        # Never the exception's text: a failing block save could carry the webhook URL.
         raise OperationFailed(
-            f"applying the automations to {url} failed: {type(exc).__name__}"
+            f"applying the automations to {url} failed: {failure(exc, settings)}"
         ) from None
     if json_output:
         print_json(report)

@@ -25,7 +25,13 @@ from typing import Any
 import typer
 import yaml
 
-from deployments.automations import api_url, apply_automations, check_server, show_report
+from deployments.automations import (
+    api_url,
+    apply_automations,
+    check_server,
+    failure,
+    show_report,
+)
 from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import reports_errors
 from spectron_backup.config import CONFIG_ENV, load_config
@@ -120,7 +126,9 @@ def command(config: ConfigPath = None) -> None:
     except (UsageError, OperationFailed):
         raise
     except Exception as exc:
-        raise OperationFailed(f"applying the automations failed: {type(exc).__name__}") from None
+        raise OperationFailed(
+            f"applying the automations failed: {failure(exc, settings)}"
+        ) from None
     show_report(report)
     pools = " ".join(f"--pool {shlex.quote(p)}" for p in work_pools_of(deployments))
     config_path = shlex.quote(str(Path(config).resolve()))

@@ -20,6 +20,7 @@ from deployments.automations import (
     EventMissing,
     FlowRunFailed,
     build_automation,
+    failure,
     load_definitions,
     message,
     webhook_block,
@@ -198,6 +199,15 @@ def test_the_webhook_block_keeps_the_url_secret() -> None:
     assert block.url == "{{webhook_url}}"
     assert block.json_data == {"text": "*{{subject}}*\n{{body}}"}
     assert BLOCK_NAME == "spectron-backup-alerts"
+
+
+def test_a_failure_to_apply_is_reported_without_the_webhook_url(tmp_path: Path) -> None:
+    url = "https://hooks.example.com/services/T0/B0/never-shown-2d9a"
+    config = tmp_path / "config.yaml"
+    config.write_text("source: {url: 'mem://'}\ntarget: {url: 'file:///tmp/x'}\n")
+    settings = load_config(config, overrides={"alerts.webhook_url": url})
+    text = failure(ValueError(f"bad block: url={url}\nmore"), settings)
+    assert text == "ValueError: bad block: url=***"
 
 
 # -- the example configuration ----------------------------------------------------------------
