@@ -13,13 +13,21 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
 ORACLE := tests/oracle
 
-.PHONY: help install demo test test-fast bench lint format clean
+.PHONY: help install demo test test-fast bench lint format clean server deploy worker
+
+# Running on schedule: a Prefect server (state in ./.prefect), the deployments, a worker.
+PREFECT_PORT ?= 4200
+API_URL ?= $(or $(PREFECT_API_URL),http://127.0.0.1:$(PREFECT_PORT)/api)
+CONFIG ?= $(SPECTRON_BACKUP_CONFIG)
 
 help:
 	@echo "make demo    install and run the pipeline on an embedded SurrealDB (./.demo)"
 	@echo "make test    install and run the whole test suite"
 	@echo "make bench   run the benchmarks, results in benchmarks/results/"
 	@echo "make lint    ruff"
+	@echo "make server  a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI and API; keep it running)"
+	@echo "make deploy CONFIG=F   work pool, deployments of prefect.yaml, alert automations"
+	@echo "make worker CONFIG=F   the worker that runs the deployments' flows (keep it running)"
 
 install: .venv/.synced $(if $(shell command -v node 2>/dev/null),$(ORACLE)/node_modules/.package-lock.json)
 
@@ -48,6 +56,17 @@ lint: install
 format: install
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+server: install
+	$(RUN) prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+deploy: install
+	PREFECT_API_URL=$(API_URL) $(RUN) python -m deployments.deploy $(if $(CONFIG),--config $(CONFIG))
+
+worker: install
+	@test -n "$(CONFIG)" || { echo "usage: make worker CONFIG=/path/to/config.yaml" >&2; exit 2; }
+	SPECTRON_BACKUP_CONFIG=$(abspath $(CONFIG)) PREFECT_API_URL=$(API_URL) \
+		$(RUN) prefect worker start --pool spectron-backup
 
 clean:
 	rm -rf .demo .prefect .pytest_cache

@@ -31,8 +31,10 @@ def backup(
 ) -> dict[str, Any]:
     """Back up every database of the Spectron instance; the manifest is written last.
 
-    `config_path` falls back to $SPECTRON_BACKUP_CONFIG. `tier`: `auto` adds `weekly` to the
-    first complete backup of an ISO week.
+    Args:
+        config_path: Configuration file (YAML) on the worker; empty: $SPECTRON_BACKUP_CONFIG.
+        tier: auto adds weekly to the first complete backup of an ISO week; daily or weekly
+            choose it.
     """
     logger = get_run_logger()
     config = load_config(config_path)

@@ -25,12 +25,14 @@ from tasks.bucket import (
 def bucket_guard(
     config_path: str | None = None, ensure: bool | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
-    """Check the `documents` bucket: versioning, the lifecycle rule, replication.
+    """Check the `documents` bucket: versioning, the lifecycle rule, replication. The run fails
+    when something required is still missing at the end.
 
-    `config_path` falls back to $SPECTRON_BACKUP_CONFIG. `ensure`: also turn versioning on
-    and add the guard's lifecycle rule (empty = `documents.guard.ensure`). `dry_run`: report
-    what ensure would change, change nothing. The run fails when something required is still
-    missing at the end.
+    Args:
+        config_path: Configuration file (YAML) on the worker; empty: $SPECTRON_BACKUP_CONFIG.
+        ensure: Also turn versioning on and add the guard's lifecycle rule; empty: the
+            configuration's documents.guard.ensure.
+        dry_run: Report what ensure would change; change nothing.
     """
     config = load_config(config_path)
     if ensure is None:

@@ -1,13 +1,15 @@
 """The restore drill flow: choose a backup -> restore every database into a scratch SurrealDB
 -> validate -> drill record -> artifacts and events; a failed drill fails the flow run and,
-when `alerts.webhook_url` is set, the failure hook posts an alert."""
+when `alerts.webhook_url` is set, the failure hook posts an alert (unless the server's
+automation from `make deploy` covers this flow: then that one does)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from pydantic import Field
 
 from spectron_backup.config import load_config
 from spectron_backup.drill import DrillFailed, open_documents_store
@@ -22,22 +24,27 @@ from tasks.drill import (
     write_drill_record_task,
 )
 
+#: what a drill may be asked for; the deployment's form and the API refuse anything else
+BackupChoice = Annotated[str, Field(pattern=r"^(latest|random|\d{8}T\d{6}Z-[0-9a-f]+)$")]
+
 
 @flow(name="restore-drill", on_failure=[alert_on_failure], on_crashed=[alert_on_failure])
 def restore_drill(
     config_path: str | None = None,
-    backup: str | None = None,
+    backup: BackupChoice | None = None,
     scratch_url: str | None = None,
     keep_scratch: bool = False,
 ) -> dict[str, Any]:
     """Restore a backup into a scratch SurrealDB and validate it; the run fails if any check
     fails or the backup cannot be found or read.
 
-    `config_path` falls back to $SPECTRON_BACKUP_CONFIG. `backup`: `latest`, `random` (a
-    complete backup of the last `drill.window_days`) or a backup id; empty = the
-    configuration's `drill.selection`. `scratch_url`: a SurrealDB to restore into under
-    uniquely prefixed namespaces (default `drill.scratch_url`, else a temporary embedded
-    store). `keep_scratch` leaves the scratch in place for debugging.
+    Args:
+        config_path: Configuration file (YAML) on the worker; empty: $SPECTRON_BACKUP_CONFIG.
+        backup: latest, random (a complete backup of the last drill.window_days) or a backup
+            id (YYYYMMDDTHHMMSSZ-hex); empty: the configuration's drill.selection.
+        scratch_url: SurrealDB to restore into, under uniquely prefixed namespaces that are
+            dropped afterwards; empty: drill.scratch_url, else a temporary embedded store.
+        keep_scratch: Leave the scratch in place, for debugging.
     """
     logger = get_run_logger()
     config = load_config(config_path)

@@ -25,9 +25,15 @@ def expire_sweep(
     now: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Sweep every Context database (or one, by Context id). `dry_run` reports and changes
-    nothing; `now` (RFC 3339) replaces the clock; `force` overrides the guard that refuses to
-    delete more than `sweep.max_delete_fraction` of a table in one run."""
+    """Sweep every Context database (or one, by Context id).
+
+    Args:
+        config_path: Configuration file (YAML) on the worker; empty: $SPECTRON_BACKUP_CONFIG.
+        dry_run: Report what would be deleted; delete nothing.
+        context: Sweep only this Context (its id); empty: every Context.
+        now: Sweep as if it were this time (RFC 3339, e.g. 2026-11-24T02:00:00Z); empty: now.
+        force: Delete even more than sweep.max_delete_fraction of a table in one run.
+    """
     config = load_config(config_path)
     moment = time_option(now, "now") or datetime.now(UTC)
     policies = config.policies()

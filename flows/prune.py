@@ -21,8 +21,11 @@ def prune(
     """Apply `backups.keep` to the backup target: delete what no rule keeps, collect
     incomplete backups and stale multipart uploads older than `incomplete_grace`.
 
-    `dry_run` reports the same decisions and changes nothing. `now` (RFC 3339) replaces the
-    clock, to see what a later run would do.
+    Args:
+        config_path: Configuration file (YAML) on the worker; empty: $SPECTRON_BACKUP_CONFIG.
+        dry_run: Report the same decisions; delete nothing.
+        now: Decide as if it were this time (RFC 3339), to see what a later run would do;
+            empty: now.
     """
     config = load_config(config_path)
     moment = time_option(now, "now") or datetime.now(UTC)

@@ -3,8 +3,9 @@
 One helper for every flow that alerts (the restore drill, the bucket guard): the hook reads
 the run's configuration (its `config_path` parameter), and when `alerts.webhook_url` is set
 posts a Slack-compatible message: the flow's title, the reasons (an exception's `failures`
-list, else its text, else the state's message) and the flow run. It never raises and never
-names the URL.
+list, else its text, else the state's message) and the flow run, unless an automation on the
+Prefect server already alerts on this flow's failed runs (then the server sends the one
+message). It never raises and never names the URL.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def webhook_alert_hook(what: str, title: Callable[[BaseException | None], str]) 
             return
         if config.alerts.webhook_url is None:
             return
+        if alerted_by_automation(flow.name):
+            # `make deploy` applied an automation that alerts on this flow's failed runs: one
+            # message per failure, not two.
+            logger.info("%s failure alert left to the server's automation", what)
+            return
         try:
             exc = state.result(raise_on_failure=False)
         except Exception as error:
@@ -58,3 +64,29 @@ def webhook_alert_hook(what: str, title: Callable[[BaseException | None], str]) 
 
     hook.__name__ = hook.__qualname__ = f"alert_on_{what.replace(' ', '_')}_failure"
     return hook
+
+
+def alerted_by_automation(flow_name: str) -> bool:
+    """True when an enabled automation on the Prefect server already alerts on failed runs of
+    this flow (deployments/automations.py); False when none does or the server cannot say,
+    so that the hook alerts rather than nobody."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            automations = client.read_automations()
+    except Exception:
+        return False
+    for automation in automations:
+        trigger = automation.trigger
+        if not automation.enabled or "prefect.flow-run.Failed" not in getattr(
+            trigger, "expect", ()
+        ):
+            continue
+        related = getattr(trigger, "match_related", None)
+        specs = related if isinstance(related, list) else [related]
+        for spec in specs:
+            names = spec.get("prefect.resource.name") if spec is not None else None
+            if names and flow_name in names and automation.actions:
+                return True
+    return False
