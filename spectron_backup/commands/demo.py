@@ -5,7 +5,8 @@ documents in a local document store) and writes a configuration file; every run 
 the instance up through the Prefect flow `backup` into a local backup target, and runs the
 restore drill (flow `restore-drill`) on that backup: every database restored into a
 temporary scratch store and validated (sha256, counts and hashes against the manifest,
-Spectron's expectations, documents present in the document store). Rerunning adds a backup.
+Spectron's expectations, documents present in the document store), then an expire sweep
+dry run (flow `expire-sweep`): what memory a real sweep would delete. Rerunning adds a backup.
 """
 
 from __future__ import annotations
@@ -102,10 +103,28 @@ def command(
         if isinstance(failure, SpectronBackupError):
             raise failure
         raise OperationFailed(f"the restore drill failed: {failure}")
+
+    from flows.expire import expire_sweep
+
+    err.print(
+        "[bold]3. expire sweep, dry run[/] (Prefect flow `expire-sweep`): the memory past its "
+        "valid_until or TTL that a real sweep would delete"
+    )
+    sweep_state = expire_sweep(config_path=str(config_path), dry_run=True, return_state=True)
+    if sweep_state.is_completed():
+        sweep = sweep_state.result()
+        err.print(
+            f"   would delete {sweep['deleted_total']:,} records in "
+            f"{len(sweep['databases'])} Context databases, {sweep['held_total']:,} expired "
+            f"entities held; nothing deleted (report: {sweep['stored_as']})"
+        )
+    else:  # a dry run the guard refuses still says what it found
+        err.print(f"   [yellow]{sweep_state.message}[/]", soft_wrap=True)
     err.print(
         f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
         f"  uv run spectron-backup list --config {config_path}\n"
         f"  uv run spectron-backup backup --config {config_path}\n"
         f"  uv run spectron-backup drill --config {config_path} --backup random\n"
+        f"  uv run spectron-backup expire --config {config_path} --dry-run\n"
         f"  uv run spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
     )
