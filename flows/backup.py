@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.events import emit_event
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
@@ -22,6 +21,7 @@ from tasks.backup import (
     publish_backup_report,
     write_manifest,
 )
+from tasks.events import emit_spectron_event
 from tasks.prune import prune_backups, publish_prune_report
 
 
@@ -87,13 +87,8 @@ def backup(
             "missing_contexts": [m.context for m in found.missing],
         }
     except Exception as exc:
-        emit_event(
-            event="spectron.backup.failed",
-            resource={
-                "prefect.resource.id": f"spectron.backup.{backup_id}",
-                "prefect.resource.name": backup_id,
-            },
-            payload={"backup_id": backup_id, "reason": str(exc)},
+        emit_spectron_event(
+            "backup", "failed", {"backup_id": backup_id, "reason": str(exc)}, name=backup_id
         )
         raise
     finally:

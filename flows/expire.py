@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
-from prefect.events import emit_event
 
 from spectron_backup.backup import SourceConnections
 from spectron_backup.config import load_config
@@ -14,6 +13,7 @@ from spectron_backup.discovery import discover
 from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.stores import open_target_store
+from tasks.events import emit_spectron_event
 from tasks.expire import publish_sweep_report, store_sweep_report, sweep_context
 
 
@@ -52,11 +52,7 @@ def expire_sweep(
             sweep_context(conn, ref, policies, config, moment, dry_run, force) for ref in contexts
         ]
     except Exception as exc:
-        emit_event(
-            event="spectron.expire.failed",
-            resource={"prefect.resource.id": "spectron.expire"},
-            payload={"reason": str(exc)},
-        )
+        emit_spectron_event("expire", "failed", {"reason": str(exc)})
         raise
     finally:
         connections.close()
@@ -78,21 +74,13 @@ def expire_sweep(
         reason = "the guard refused to delete more than sweep.max_delete_fraction of: " + ", ".join(
             report["refused"]
         )
-        emit_event(
-            event="spectron.expire.failed",
-            resource={"prefect.resource.id": "spectron.expire"},
-            payload={"reason": reason},
-        )
+        emit_spectron_event("expire", "failed", {"reason": reason})
         raise OperationFailed(
             reason + " (check the clock and the retention rules, or run with --force)"
         )
-    emit_event(
-        event="spectron.expire.completed",
-        resource={"prefect.resource.id": "spectron.expire"},
-        payload={
-            "deleted": report["deleted_total"],
-            "held": report["held_total"],
-            "dry_run": dry_run,
-        },
+    emit_spectron_event(
+        "expire",
+        "completed",
+        {"deleted": report["deleted_total"], "held": report["held_total"], "dry_run": dry_run},
     )
     return report

@@ -7,7 +7,6 @@ from datetime import datetime
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
 from spectron_backup.backup import SourceConnections, backup_database, choose_tiers
@@ -16,6 +15,7 @@ from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
+from tasks.events import emit_spectron_event
 from tasks.retries import SHORT_STEP_RETRIES, retry_transient
 
 
@@ -122,13 +122,10 @@ def publish_backup_report(
     create_markdown_artifact(
         "\n".join(lines), key="spectron-backup-summary", description="Backup summary"
     )
-    emit_event(
-        event="spectron.backup.completed",
-        resource={
-            "prefect.resource.id": f"spectron.backup.{manifest.backup_id}",
-            "prefect.resource.name": manifest.backup_id,
-        },
-        payload={
+    emit_spectron_event(
+        "backup",
+        "completed",
+        {
             "backup_id": manifest.backup_id,
             "bytes": manifest.bytes,
             "raw_bytes": manifest.raw_bytes,
@@ -137,4 +134,5 @@ def publish_backup_report(
             "tiers": manifest.tiers,
             "target": target,
         },
+        name=manifest.backup_id,
     )

@@ -8,10 +8,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.events import emit_event
 
 from spectron_backup.bucket import BucketStatus, DocumentBucket, Plan
 from tasks.alerts import webhook_alert_hook
+from tasks.events import emit_spectron_event
 from tasks.retries import SHORT_STEP_RETRIES
 
 SUMMARY_KEY = "spectron-bucket-guard"
@@ -105,14 +105,11 @@ def publish_bucket_report(
 def emit_bucket_event(
     ok: bool, bucket: str | None, reasons: list[str], details: dict[str, Any] | None = None
 ) -> None:
-    name = bucket or "unknown"
-    emit_event(
-        event="spectron.bucket.checked" if ok else "spectron.bucket.failed",
-        resource={
-            "prefect.resource.id": f"spectron.bucket.{name}",
-            "prefect.resource.name": name,
-        },
-        payload={"bucket": bucket, "ok": ok, "reasons": reasons[:20], **(details or {})},
+    emit_spectron_event(
+        "bucket",
+        "checked" if ok else "failed",
+        {"bucket": bucket, "ok": ok, "reasons": reasons[:20], **(details or {})},
+        name=bucket or "unknown",
     )
 
 

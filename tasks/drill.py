@@ -11,7 +11,6 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.events import emit_event
 
 from spectron_backup.alerts import drill_alert_title
 from spectron_backup.config import DrillConfig
@@ -20,6 +19,7 @@ from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
 from tasks.alerts import webhook_alert_hook
+from tasks.events import emit_spectron_event
 from tasks.retries import SHORT_STEP_RETRIES
 
 SUMMARY_KEY = "spectron-drill-summary"
@@ -165,19 +165,11 @@ def _escape(text: str) -> str:
 def emit_drill_event(
     passed: bool, backup_id: str | None, reasons: list[str], details: dict[str, Any] | None = None
 ) -> None:
-    name = backup_id or "none"
-    emit_event(
-        event="spectron.drill.passed" if passed else "spectron.drill.failed",
-        resource={
-            "prefect.resource.id": f"spectron.drill.{name}",
-            "prefect.resource.name": name,
-        },
-        payload={
-            "backup_id": backup_id,
-            "passed": passed,
-            "reasons": reasons[:20],
-            **(details or {}),
-        },
+    emit_spectron_event(
+        "drill",
+        "passed" if passed else "failed",
+        {"backup_id": backup_id, "passed": passed, "reasons": reasons[:20], **(details or {})},
+        name=backup_id or "none",
     )
 
 
