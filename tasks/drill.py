@@ -11,10 +11,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
+from pydantic import SecretStr
 
 from spectron_backup.alerts import drill_failure_message, post_webhook
 from spectron_backup.config import DrillConfig, load_config
 from spectron_backup.drill import DrillReport, choose_backup, run_drill, write_drill_record
+from spectron_backup.encryption import identities_of
 from spectron_backup.errors import SpectronBackupError
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository
@@ -49,9 +51,11 @@ def run_drill_task(
     documents: Store | None,
     keep_scratch: bool,
     now: datetime,
+    identity: SecretStr | None = None,
 ) -> DrillReport:
     """Restore every database into the scratch SurrealDB and validate it. Problems of the
-    backup are failed checks in the report, not exceptions."""
+    backup are failed checks in the report, not exceptions. `identity` (a secret) decrypts
+    an encrypted backup."""
     logger = get_run_logger()
     report = run_drill(
         store,
@@ -60,6 +64,7 @@ def run_drill_task(
         documents=documents,
         keep_scratch=keep_scratch,
         now=now,
+        identities=identities_of(identity),
     )
     for database in report.databases:
         logger.info(
