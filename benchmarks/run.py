@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.dump_bench", "benchmarks.backup_bench", "benchmarks.drill_bench"]
+BENCHMARKS = [
+    "benchmarks.dump_bench",
+    "benchmarks.backup_bench",
+    "benchmarks.encryption_bench",
+    "benchmarks.drill_bench",
+]
 
 
 def main(argv: list[str]) -> None:
