@@ -484,3 +484,35 @@ def test_the_identity_can_come_from_a_prefect_secret_block(
     assert "no Prefect Secret block named 'no-such-block'" in str(
         state.result(raise_on_failure=False)
     )
+
+
+# -- S3 ---------------------------------------------------------------------------------------
+
+
+def test_an_encrypted_backup_into_s3_restores_with_the_identity(
+    origin: Origin, tmp_path: Path, s3_server: str, s3_bucket: str, s3_client
+) -> None:
+    config = tmp_path / "s3.yaml"
+    config.write_text(
+        f"source: {{url: '{origin.source}'}}\n"
+        f"target: {{url: 's3://{s3_bucket}/prod', endpoint_url: '{s3_server}', max_attempts: 2}}\n"
+        f"encryption: {{recipients: ['{origin.alice.public}']}}\n"
+    )
+    backup_id = backup(config_path=str(config))["backup_id"]
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix=f"prod/backups/{backup_id}/")
+    keys = sorted(o["Key"] for o in listed["Contents"])
+    assert len(keys) == 4 and all(
+        k.endswith(".surql.zst.age") for k in keys if not k.endswith("manifest.json")
+    )
+    target = f"surrealkv://{tmp_path / 'restored'}"
+    result = run_cli(
+        "restore",
+        backup_id,
+        "--config",
+        str(config),
+        "--target",
+        target,
+        env={IDENTITY_ENV: origin.alice.text},
+    )
+    assert result.returncode == 0, result.stderr
+    assert snapshot(target) == snapshot(origin.source)
