@@ -13,7 +13,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
 ORACLE := tests/oracle
 
-.PHONY: help install demo test test-fast bench lint format clean server deploy worker
+.PHONY: help install age-cli demo test test-fast bench lint format clean server deploy worker
 
 # Running on schedule: a Prefect server (state in ./.prefect), the deployments, a worker.
 PREFECT_PORT ?= 4200
@@ -29,12 +29,25 @@ help:
 	@echo "make deploy CONFIG=F   work pool, deployments of prefect.yaml, alert automations"
 	@echo "make worker CONFIG=F   the worker that runs the deployments' flows (keep it running)"
 
-install: .venv/.synced $(if $(shell command -v node 2>/dev/null),$(ORACLE)/node_modules/.package-lock.json)
+install: .venv/.synced age-cli $(if $(shell command -v node 2>/dev/null),$(ORACLE)/node_modules/.package-lock.json)
 
 .venv/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --locked
 	@touch $@
+
+# Debian's `age` command line: the tests open an encrypted backup object with it, as an
+# operator would without this tool. Installed only when missing, with apt-get, as root.
+age-cli:
+	@if ! command -v age >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's age (for the encryption interchange test)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q age >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q age >/dev/null; }; \
+	  else \
+	    echo "note: the age command line is missing (apt-get install age): its interchange test will be skipped"; \
+	  fi; \
+	fi
 
 # SurrealDB's own exporter/importer (engine 3.0.2 under Node), the oracle of the dump tests.
 $(ORACLE)/node_modules/.package-lock.json: $(ORACLE)/package.json $(ORACLE)/package-lock.json

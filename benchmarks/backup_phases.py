@@ -1,7 +1,8 @@
 """Child-process phases of the backup benchmark; each prints one JSON line.
 
 python -m benchmarks.backup_phases export-all STORE_URL OUTDIR
-python -m benchmarks.backup_phases backup STORE_URL TARGET_URL ENDPOINT
+python -m benchmarks.backup_phases backup STORE_URL TARGET_URL ENDPOINT [RECIPIENT...]
+python -m benchmarks.backup_phases encrypt-object TARGET_URL ENDPOINT KEY RECIPIENT
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def export_all(url: str, outdir: str) -> dict:
     }
 
 
-def backup(url: str, target: str, endpoint: str) -> dict:
-    """The whole backup of every database: export -> zstd -> sha256 -> S3 upload, + manifest."""
+def backup(url: str, target: str, endpoint: str, *recipients: str) -> dict:
+    """The whole backup of every database: export -> zstd -> [age to `recipients`] -> sha256
+    -> S3 upload, + manifest."""
     from spectron_backup.backup import backup_instance
     from spectron_backup.stores import open_store
 
@@ -51,7 +53,7 @@ def backup(url: str, target: str, endpoint: str) -> dict:
         conn.run_one("INFO FOR ROOT")
         opened = rss_mb()
         started = time.perf_counter()
-        manifest = backup_instance(conn, store, SourceConfig(url=url))
+        manifest = backup_instance(conn, store, SourceConfig(url=url), recipients=recipients)
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -59,10 +61,40 @@ def backup(url: str, target: str, endpoint: str) -> dict:
         "raw_bytes": manifest.raw_bytes,
         "stored_bytes": manifest.bytes,
         "rss_after_open_mb": round(opened),
+        "backup_id": manifest.backup_id,
+        "encrypted": manifest.encrypted,
+        "keys": [d.key for d in manifest.databases],
     }
 
 
-PHASES = {"export-all": export_all, "backup": backup}
+def encrypt_object(target: str, endpoint: str, key: str, recipient: str) -> dict:
+    """Encryption alone: an already compressed object read into memory, then pushed through
+    the backup's encrypting writer (pyrage in its thread) into a sink that only counts."""
+    import io
+
+    from spectron_backup.encryption import encrypting_writer, parse_recipient
+    from spectron_backup.stores import open_store
+    from spectron_backup.streams import CountingWriter
+
+    class Null(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:  # type: ignore[override]
+            return len(data)
+
+    data = open_store(target, endpoint_url=endpoint).get_bytes(key)
+    view = memoryview(data)
+    sink = CountingWriter(Null())
+    started = time.perf_counter()
+    with encrypting_writer(sink, [parse_recipient(recipient)]) as writer:
+        for start in range(0, len(view), 128 << 10):  # as zstd's stream writer hands it over
+            writer.write(view[start : start + (128 << 10)])
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bytes": len(data), "stored_bytes": sink.bytes}
+
+
+PHASES = {"export-all": export_all, "backup": backup, "encrypt-object": encrypt_object}
 
 if __name__ == "__main__":
     print(json.dumps(PHASES[sys.argv[1]](*sys.argv[2:])))

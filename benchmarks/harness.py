@@ -24,6 +24,9 @@ class PhaseResult:
     seconds: float
     peak_rss_mb: float
     output: dict[str, Any]
+    #: user + system CPU time of the child, all its threads (less sensitive than wall time
+    #: to other work on a shared machine)
+    cpu_seconds: float = 0.0
 
 
 def run_phase(module: str, *args: str) -> PhaseResult:
@@ -47,7 +50,12 @@ def run_phase(module: str, *args: str) -> PhaseResult:
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} exited {proc.returncode}")
     lines = [line for line in out.strip().splitlines() if line.strip()]
-    return PhaseResult(seconds, usage.ru_maxrss / 1024, json.loads(lines[-1]) if lines else {})
+    return PhaseResult(
+        seconds,
+        usage.ru_maxrss / 1024,
+        json.loads(lines[-1]) if lines else {},
+        usage.ru_utime + usage.ru_stime,
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = [
     "benchmarks.dump_bench",
     "benchmarks.backup_bench",
+    "benchmarks.encryption_bench",
     "benchmarks.drill_bench",
     "benchmarks.sweep_bench",
 ]

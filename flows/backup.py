@@ -52,8 +52,21 @@ def backup(
                 backoff_factor=config.backups.retry_delay_seconds
             ),
         )
+        recipients = config.encryption.recipients
+        if config.encryption.identity is not None:
+            logger.warning(
+                "encryption.identity is set where backups run: only restores and drills need "
+                "the private key; the backup host should hold the recipients (public keys) only"
+            )
         futures = [
-            backup_one.submit(connections, store, backup_id, ref, config.backups.compression_level)
+            backup_one.submit(
+                connections,
+                store,
+                backup_id,
+                ref,
+                config.backups.compression_level,
+                recipients,
+            )
             for ref in found.databases
         ]
         entries, failures = [], []

@@ -23,6 +23,7 @@ from tasks.drill import (
     run_drill_task,
     write_drill_record_task,
 )
+from tasks.encryption import load_identity
 
 #: what a drill may be asked for; the deployment's form and the API refuse anything else
 BackupChoice = Annotated[str, Field(pattern=r"^(latest|random|\d{8}T\d{6}Z-[0-9a-f]+)$")]
@@ -57,8 +58,15 @@ def restore_drill(
     try:
         manifest = choose_drill_backup(store, config.drill, backup or None, now)
         chosen = manifest.backup_id
+        identity = load_identity(config.encryption) if manifest.encrypted else None
         report = run_drill_task(
-            store, manifest, scratch_url or config.drill.scratch_url, documents, keep_scratch, now
+            store,
+            manifest,
+            scratch_url or config.drill.scratch_url,
+            documents,
+            keep_scratch,
+            now,
+            identity,
         )
         record_key = write_drill_record_task(store, report)
         publish_drill_report(report, record_key)

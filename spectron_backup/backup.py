@@ -2,7 +2,9 @@
 and uploaded as one stream, then the manifest, written last and only if all succeeded.
 
 Per database the stages are one pipeline (export -> text encoding -> zstd on its own worker
-threads -> sha256 -> store writer), so a database is never held whole in memory or on disk.
+threads -> [age encryption to the configured recipients] -> sha256 -> store writer), so a
+database is never held whole in memory or on disk. The sha256 is of the stored bytes
+(encrypted or not), so verifying a backup never needs a key.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import zstandard
@@ -20,6 +22,13 @@ import spectron_backup
 from spectron_backup.config import Config, SourceConfig
 from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.dump.export import export_database
+from spectron_backup.encryption import (
+    AGE_FORMAT,
+    AGE_SUFFIX,
+    encrypting_writer,
+    normalize_recipient,
+    parse_recipients,
+)
 from spectron_backup.errors import OperationFailed, SpectronBackupError
 from spectron_backup.manifest import (
     DatabaseEntry,
@@ -30,7 +39,7 @@ from spectron_backup.manifest import (
     new_backup_id,
     rfc3339,
 )
-from spectron_backup.repository import Repository, object_key
+from spectron_backup.repository import DUMP_SUFFIX, Repository, object_key
 from spectron_backup.stores.base import Store
 from spectron_backup.streams import CountingWriter, HashingWriter
 from spectron_backup.surreal import Credentials, SurrealConnection, connect
@@ -97,18 +106,25 @@ def backup_database(
     ref: DatabaseRef,
     *,
     compression_level: int = 3,
+    recipients: Sequence[str] = (),
     progress: ProgressCallback | None = None,
 ) -> DatabaseEntry:
-    """Export one database straight into a compressed, checksummed object in the store."""
-    key = object_key(backup_id, ref.ns, ref.db)
+    """Export one database straight into a compressed, checksummed object in the store;
+    with `recipients` (age or SSH public keys) the compressed dump is encrypted to them."""
+    keys = [normalize_recipient(r) for r in recipients]
+    encrypt_to = parse_recipients(keys)
+    key = object_key(backup_id, ref.ns, ref.db, DUMP_SUFFIX + (AGE_SUFFIX if keys else ""))
     started = time.perf_counter()
     try:
-        with store.writer(key) as sink:
+        with store.writer(key) as sink, ExitStack() as stages:
             hashed = HashingWriter(sink)
+            stored: io.RawIOBase = hashed
+            if encrypt_to:
+                stored = stages.enter_context(encrypting_writer(hashed, encrypt_to))
             compressor = zstandard.ZstdCompressor(
                 level=compression_level, threads=-1, write_checksum=True
             )
-            with compressor.stream_writer(hashed, closefd=False) as compressed:
+            with compressor.stream_writer(stored, closefd=False) as compressed:
                 raw = CountingWriter(compressed)
                 text = io.TextIOWrapper(
                     io.BufferedWriter(raw, 1 << 20), encoding="utf-8", newline="\n"
@@ -116,8 +132,11 @@ def backup_database(
                 summary = export_database(conn, ref.ns, ref.db, text, progress=progress)
                 text.flush()
                 text.detach().flush()
+            stages.close()  # the last encrypted chunk, before the digest is read
             sink.metadata["sha256"] = hashed.hexdigest()
             sink.metadata["raw-bytes"] = str(raw.bytes)
+            if encrypt_to:
+                sink.metadata["encryption"] = AGE_FORMAT
     except SpectronBackupError as exc:
         raise type(exc)(f"{ref.name}: {exc}") from exc
     return DatabaseEntry(
@@ -129,6 +148,8 @@ def backup_database(
         bytes=hashed.bytes,
         raw_bytes=raw.bytes,
         sha256=hashed.hexdigest(),
+        encrypted=bool(encrypt_to),
+        recipients=keys,
         tables={name: TableEntry(count=t.count, hash=t.hash) for name, t in summary.tables.items()},
         records=summary.records,
         snapshot=summary.snapshot,
@@ -190,6 +211,7 @@ def backup_instance(
     *,
     tiers: list[Tier] | None = None,
     compression_level: int = 3,
+    recipients: Sequence[str] = (),
     started_at: datetime | None = None,
 ) -> Manifest:
     """The whole backup without Prefect, one database after the other (benchmarks, tests,
@@ -199,7 +221,14 @@ def backup_instance(
     found = discover(conn, source)
     backup_id = new_backup_id(started_at)
     entries = [
-        backup_database(conn, store, backup_id, ref, compression_level=compression_level)
+        backup_database(
+            conn,
+            store,
+            backup_id,
+            ref,
+            compression_level=compression_level,
+            recipients=recipients,
+        )
         for ref in found.databases
     ]
     manifest = build_manifest(

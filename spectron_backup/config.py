@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +28,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from spectron_backup.durations import parse_duration
+from spectron_backup.encryption import (
+    Identity,
+    identities_of,
+    normalize_recipient,
+    parse_identities,
+    parse_recipient,
+)
 from spectron_backup.errors import UsageError
 from spectron_backup.policies import PolicySet, parse_policies, policy_problems
 
@@ -150,9 +158,35 @@ class DrillConfig(_Section):
     window_days: int = Field(30, ge=1)
 
 
+def _recipient(key: str) -> str:
+    parse_recipient(key)  # a ValueError that never repeats a private key
+    return normalize_recipient(key)
+
+
 class EncryptionConfig(_Section):
-    recipients: list[str] = Field(default_factory=list)
+    """Client-side encryption with age (design section 4). The backup host needs only the
+    recipients; the identity is needed only where restores and drills run."""
+
+    recipients: list[Annotated[str, AfterValidator(_recipient)]] = Field(
+        default_factory=list,
+        description="age public keys (age1...) or SSH public keys; empty = not encrypted",
+    )
+    #: the private key(s): an age identity file's text, or an unencrypted OpenSSH key
     identity: SecretStr | None = None
+    #: name of a Prefect Secret block holding the identity (read by the drill flow and by
+    #: `restore`, when `identity` is not set)
+    identity_block: str | None = None
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, identity: SecretStr | None) -> SecretStr | None:
+        if identity is not None:
+            parse_identities(identity.get_secret_value())  # never repeats the key
+        return identity
+
+    def identities(self) -> list[Identity]:
+        """The parsed `identity` (validated at load), or [] when not set."""
+        return identities_of(self.identity)
 
 
 class AlertsConfig(_Section):
@@ -234,7 +268,10 @@ class Config(BaseSettings):
 
 
 def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    where = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    ).lstrip(".")
+    where = where or "(top level)"
     kind = error["type"]
     if kind == "missing":
         return f"{where}: required, but not set"

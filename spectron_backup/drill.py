@@ -23,16 +23,18 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spectron_backup.checks import CheckResult
 from spectron_backup.config import DocumentsConfig
+from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.manifest import DatabaseEntry, Manifest, backup_time, rfc3339
 from spectron_backup.repository import Repository
-from spectron_backup.restore import ChecksumMismatch, restore_database
+from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
 from spectron_backup.stores import open_store
 from spectron_backup.stores.base import ObjectNotFound, Store
 from spectron_backup.surreal import SurrealConnection, connect, redact_url, surreal_identifier
@@ -296,17 +298,24 @@ def _drill_database(
     entry: DatabaseEntry,
     namespace: str,
     documents: Store | None,
+    identities: Sequence[Identity] = (),
 ) -> tuple[DatabaseDrill, list[CheckResult]]:
     result = DatabaseDrill(entry.ns, entry.db, namespace, records=entry.records)
     checks: list[CheckResult] = []
     name = f"{entry.ns}/{entry.db}"
     started = time.perf_counter()
     try:
-        restored = restore_database(store, entry, conn, namespace=namespace, verify=False)
+        restored = restore_database(
+            store, entry, conn, namespace=namespace, verify=False, identities=identities
+        )
     except ChecksumMismatch as exc:
         result.download_seconds = time.perf_counter() - started
         detail = str(exc).removeprefix(f"{name}: ")
         return result, [_failed(entry, "object_sha256_matches", detail)]
+    except (IdentityMismatch, AgeAuthenticationFailed) as exc:
+        result.download_seconds = time.perf_counter() - started
+        detail = str(exc).removeprefix(f"{name}: ")
+        return result, [_failed(entry, "object_decrypts", detail)]
     except ObjectNotFound:
         result.download_seconds = time.perf_counter() - started
         return result, [
@@ -328,6 +337,17 @@ def _drill_database(
             f"the stored object's sha256 equals the manifest's ({entry.sha256[:12]}...)",
         )
     )
+    if entry.encrypted:
+        checks.append(
+            CheckResult(
+                name,
+                None,
+                "object_decrypts",
+                True,
+                f"decrypted with the configured identity (age, to {len(entry.recipients)} "
+                "recipient(s)); every chunk authenticated",
+            )
+        )
     failures = restored.imported.failures
     checks.append(
         CheckResult(
@@ -366,12 +386,15 @@ def run_drill(
     keep_scratch: bool = False,
     now: datetime | None = None,
     scratch_root: str | None = None,
+    identities: Sequence[Identity] = (),
 ) -> DrillReport:
     """Restore every database of `manifest` into a scratch SurrealDB, validate each, and
     clean the scratch up (also on failure) unless `keep_scratch`.
 
     `scratch_root` is where the temporary embedded store goes (default: the system's
-    temporary directory).
+    temporary directory). `identities` decrypt an encrypted backup; when they cannot (none
+    given, or none of the backup's recipients) the drill fails with that reason, naming
+    the recipients, and restores nothing.
     """
     started_at = now or datetime.now(UTC)
     report = DrillReport(
@@ -386,6 +409,14 @@ def run_drill(
         report.checks.append(
             CheckResult("-", None, "backup_has_databases", False, "the manifest lists no database")
         )
+    problem = identity_problem(manifest.backup_id, manifest.databases, identities)
+    if problem:
+        report.checks.append(CheckResult("-", None, "identity_opens_backup", False, problem))
+        report.databases = [
+            DatabaseDrill(e.ns, e.db, e.ns, records=e.records) for e in manifest.databases
+        ]
+        report.finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+        return report
     if scratch_url is None:
         directory = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=scratch_root)
         url, prefix = f"surrealkv://{directory}", ""
@@ -400,7 +431,7 @@ def run_drill(
             namespace = prefix + entry.ns
             if namespace not in created:
                 created.append(namespace)
-            result, checks = _drill_database(conn, store, entry, namespace, documents)
+            result, checks = _drill_database(conn, store, entry, namespace, documents, identities)
             result.passed = all(c.passed for c in checks)
             report.databases.append(result)
             report.checks += checks

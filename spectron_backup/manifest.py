@@ -46,6 +46,10 @@ class DatabaseEntry(BaseModel):
     raw_bytes: int  # dump size before compression
     sha256: str  # of the stored object
     compression: str = "zstd"
+    #: encrypted with age after compression, to `recipients` (public keys, never a secret);
+    #: `bytes` and `sha256` are then of the encrypted object, so verifying needs no key
+    encrypted: bool = False
+    recipients: list[str] = Field(default_factory=list)
     tables: dict[str, TableEntry] = Field(default_factory=dict)
     records: int = 0
     snapshot: bool = True
@@ -92,6 +96,15 @@ class Manifest(BaseModel):
     def records(self) -> int:
         return sum(d.records for d in self.databases)
 
+    @property
+    def encrypted(self) -> bool:
+        return any(d.encrypted for d in self.databases)
+
+    @property
+    def recipients(self) -> list[str]:
+        """Every recipient any encrypted object of the backup was encrypted to, in order."""
+        return list(dict.fromkeys(r for d in self.databases if d.encrypted for r in d.recipients))
+
     def to_json_bytes(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
 
@@ -104,4 +117,6 @@ class Manifest(BaseModel):
             "records": self.records,
             "bytes": self.bytes,
             "raw_bytes": self.raw_bytes,
+            "encrypted": self.encrypted,
+            "recipients": self.recipients,
         }

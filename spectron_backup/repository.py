@@ -1,6 +1,7 @@
 """The backup repository: the layout of design section 4 on top of a Store.
 
     backups/<backup_id>/<ns>/<db>.surql.zst      one object per database
+                                 (.surql.zst.age when encrypted with age)
     backups/<backup_id>/manifest.json            written last; its presence = complete
     backups/<backup_id>/drills/<timestamp>.json  one record per restore drill
 
@@ -24,9 +25,11 @@ from spectron_backup.stores.base import ObjectInfo, Store
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
 DRILLS = "drills/"
+#: a database's dump, zstd-compressed; encrypted objects add `.age` (encryption.AGE_SUFFIX)
+DUMP_SUFFIX = ".surql.zst"
 
 
-def object_key(backup_id: str, ns: str, db: str, suffix: str = ".surql.zst") -> str:
+def object_key(backup_id: str, ns: str, db: str, suffix: str = DUMP_SUFFIX) -> str:
     return f"{BACKUPS}{backup_id}/{ns}/{db}{suffix}"
 
 

@@ -1,7 +1,9 @@
 """Restoring one database of a backup: download while hashing, verify, then import.
 
 The object is spooled to a temporary file while its sha256 is computed, and nothing is
-imported unless it matches the manifest: a corrupted backup must never half-restore.
+imported unless it matches the manifest: a corrupted backup must never half-restore. An
+object encrypted with age is decrypted on the way into the spool, and nothing of it is
+imported unless every one of its chunks authenticated as well.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import io
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO
@@ -18,6 +21,15 @@ import zstandard
 
 from spectron_backup.dump.importer import Importer, ImportSummary
 from spectron_backup.dump.pages import table_digest
+from spectron_backup.encryption import (
+    AgeAuthenticationFailed,
+    Identity,
+    IdentityMismatch,
+    NoMatchingIdentity,
+    can_open,
+    decrypt_to,
+    public_keys,
+)
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.manifest import DatabaseEntry, Manifest
 from spectron_backup.repository import Repository
@@ -29,19 +41,110 @@ class ChecksumMismatch(OperationFailed):
     pass
 
 
-def fetch_verified(store: Store, entry: DatabaseEntry) -> IO[bytes]:
-    """The stored object in a temporary file, rewound, after its sha256 matched the manifest."""
+def identity_problem(
+    backup_id: str, entries: Sequence[DatabaseEntry], identities: Sequence[Identity]
+) -> str | None:
+    """Why `identities` cannot open the encrypted ones of `entries`, naming the recipients
+    the backup was encrypted to; None when they can (or when only decrypting can tell, with
+    an SSH identity) or nothing is encrypted."""
+    encrypted = [e for e in entries if e.encrypted]
+    if not encrypted:
+        return None
+    recipients = list(dict.fromkeys(r for e in encrypted for r in e.recipients))
+    to = f"backup {backup_id} is encrypted with age to {len(recipients)} recipient(s): {', '.join(recipients)}"
+    if not identities:
+        return (
+            f"{to}; no identity is configured: set encryption.identity (environment "
+            "SPECTRON_BACKUP__ENCRYPTION__IDENTITY) or encryption.identity_block to the "
+            "private key of one of them"
+        )
+    if any(can_open(e.recipients, identities) is False for e in encrypted):
+        mine = ", ".join(sorted(public_keys(identities)))
+        return (
+            f"{to}; the configured identity (public key {mine}) is none of them: give the "
+            "private key of one of them in encryption.identity"
+        )
+    return None
+
+
+def require_identity(
+    backup_id: str, entries: Sequence[DatabaseEntry], identities: Sequence[Identity]
+) -> None:
+    """IdentityMismatch (exit status 2) unless `identities` can open these entries."""
+    problem = identity_problem(backup_id, entries, identities)
+    if problem:
+        raise IdentityMismatch(problem)
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads from `source`, keeping the sha256 of everything read."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        super().__init__()
+        self._source = source
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        chunk = self._source.read(size if size is not None and size >= 0 else 1 << 20)
+        self.sha.update(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def fetch_verified(
+    store: Store, entry: DatabaseEntry, identities: Sequence[Identity] = ()
+) -> IO[bytes]:
+    """The stored object's zstd stream in a temporary file, rewound, after its sha256
+    matched the manifest; for an encrypted object, decrypted with `identities`, every chunk
+    authenticated. IdentityMismatch (a UsageError) when no identity opens it."""
+    name = f"{entry.ns}/{entry.db}"
+    if entry.encrypted and not identities:
+        raise IdentityMismatch(
+            f"{name}: {entry.key} is encrypted with age to {', '.join(entry.recipients)}; no "
+            "identity is configured: set encryption.identity to the private key of one of them"
+        )
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open to the caller
-    sha = hashlib.sha256()
+    problem: Exception | None = None
     try:
         with store.reader(entry.key) as source:
-            while chunk := source.read(1 << 20):
-                sha.update(chunk)
-                spool.write(chunk)
-        if sha.hexdigest() != entry.sha256:
+            hashed = _HashingReader(source)
+            if entry.encrypted:
+                try:
+                    decrypt_to(hashed, spool, identities)
+                except (NoMatchingIdentity, AgeAuthenticationFailed) as exc:
+                    problem = exc
+                hashed.drain()  # the rest, if any, for the sha256 of the whole object
+            else:
+                while chunk := hashed.read(1 << 20):
+                    spool.write(chunk)
+        digest = hashed.sha.hexdigest()
+        if digest != entry.sha256:
             raise ChecksumMismatch(
-                f"{entry.ns}/{entry.db}: stored object {entry.key} has sha256 {sha.hexdigest()}, "
+                f"{name}: stored object {entry.key} has sha256 {digest}, "
                 f"the manifest says {entry.sha256}: the backup is corrupted"
+            )
+        if isinstance(problem, NoMatchingIdentity):
+            if can_open(entry.recipients, identities):
+                raise AgeAuthenticationFailed(
+                    f"{name}: stored object {entry.key} fails age authentication: its header "
+                    "does not open with a key it was encrypted to, so it was changed after the "
+                    "backup (and its sha256 in the manifest with it)"
+                )
+            recipients = ", ".join(entry.recipients)
+            raise IdentityMismatch(
+                f"{name}: no configured identity opens {entry.key}, encrypted with age to "
+                f"{recipients}: give the private key of one of them in encryption.identity"
+            )
+        if problem is not None:
+            raise AgeAuthenticationFailed(
+                f"{name}: stored object {entry.key} fails age authentication ({problem}): it "
+                "was changed after the backup (and its sha256 in the manifest with it)"
             )
         spool.seek(0)
         return spool
@@ -107,11 +210,13 @@ def restore_database(
     database: str | None = None,
     force: bool = False,
     verify: bool = True,
+    identities: Sequence[Identity] = (),
 ) -> DatabaseRestore:
-    """Restore one database of a backup into `conn` (by default under its own ns/db)."""
+    """Restore one database of a backup into `conn` (by default under its own ns/db);
+    `identities` decrypt an encrypted object."""
     ns, db = namespace or entry.ns, database or entry.db
     started = time.perf_counter()
-    with fetch_verified(store, entry) as compressed:
+    with fetch_verified(store, entry, identities) as compressed:
         downloaded = time.perf_counter()
         importer = Importer(conn, ns, db, force=force)
         importer.prepare_target()

@@ -12,6 +12,7 @@ from prefect.tasks import exponential_backoff
 from spectron_backup.backup import SourceConnections, backup_database, choose_tiers
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef, Discovery, discover
+from spectron_backup.encryption import short_key
 from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
@@ -57,16 +58,25 @@ def backup_database_task(
     backup_id: str,
     ref: DatabaseRef,
     compression_level: int,
+    recipients: list[str] | None = None,
 ) -> DatabaseEntry:
     logger = get_run_logger()
     with connections.exclusive() as conn:
-        entry = backup_database(conn, store, backup_id, ref, compression_level=compression_level)
+        entry = backup_database(
+            conn,
+            store,
+            backup_id,
+            ref,
+            compression_level=compression_level,
+            recipients=recipients or [],
+        )
     logger.info(
-        "%s: %d records, %.1f MB -> %.1f MB in %.1fs, sha256 %s",
+        "%s: %d records, %.1f MB -> %.1f MB%s in %.1fs, sha256 %s",
         ref.name,
         entry.records,
         entry.raw_bytes / 1e6,
         entry.bytes / 1e6,
+        f" encrypted to {len(entry.recipients)} recipient(s)" if entry.encrypted else "",
         entry.seconds,
         entry.sha256,
     )
@@ -95,6 +105,7 @@ def publish_backup_report(
             "ratio": round(d.raw_bytes / d.bytes, 1) if d.bytes else None,
             "seconds": d.seconds,
             "snapshot": d.snapshot,
+            "encrypted": d.encrypted,
             "sha256": d.sha256,
         }
         for d in manifest.databases
@@ -112,6 +123,13 @@ def publish_backup_report(
         f"- **databases**: {len(manifest.databases)}, **records**: {manifest.records:,}",
         f"- **size**: {manifest.raw_bytes / 1e6:,.1f} MB dumped, {manifest.bytes / 1e6:,.1f} MB stored",
         f"- **duration**: {seconds:.1f}s",
+        "- **encryption**: "
+        + (
+            f"age, to {len(manifest.recipients)} recipient(s): "
+            + ", ".join(f"`{short_key(r)}`" for r in manifest.recipients)
+            if manifest.encrypted
+            else "none (no `encryption.recipients` configured)"
+        ),
     ]
     if found.missing:
         lines += ["", "## Contexts whose database does not exist (not backed up)", ""]
@@ -133,6 +151,8 @@ def publish_backup_report(
             "seconds": round(seconds, 3),
             "tiers": manifest.tiers,
             "target": target,
+            "encrypted": manifest.encrypted,
+            "recipients": manifest.recipients,
         },
         name=manifest.backup_id,
     )

@@ -11,10 +11,12 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from pydantic import SecretStr
 
 from spectron_backup.alerts import drill_alert_title
 from spectron_backup.config import DrillConfig
 from spectron_backup.drill import DrillReport, choose_backup, run_drill, write_drill_record
+from spectron_backup.encryption import identities_of
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
@@ -50,9 +52,11 @@ def run_drill_task(
     documents: Store | None,
     keep_scratch: bool,
     now: datetime,
+    identity: SecretStr | None = None,
 ) -> DrillReport:
     """Restore every database into the scratch SurrealDB and validate it. Problems of the
-    backup are failed checks in the report, not exceptions."""
+    backup are failed checks in the report, not exceptions. `identity` (a secret) decrypts
+    an encrypted backup."""
     logger = get_run_logger()
     report = run_drill(
         store,
@@ -61,6 +65,7 @@ def run_drill_task(
         documents=documents,
         keep_scratch=keep_scratch,
         now=now,
+        identities=identities_of(identity),
     )
     for database in report.databases:
         logger.info(

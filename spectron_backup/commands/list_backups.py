@@ -10,6 +10,7 @@ from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
+from spectron_backup.encryption import short_key
 from spectron_backup.repository import BackupEntry, Repository
 from spectron_backup.stores import open_target_store
 
@@ -31,6 +32,9 @@ def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
         "databases": len(manifest.databases) if manifest else None,
         "records": manifest.records if manifest else None,
         "bytes": entry.stored_bytes,
+        # who can open it: the recipients (public keys) its objects were encrypted to
+        "encrypted": manifest.encrypted if manifest else None,
+        "recipients": manifest.recipients if manifest else [],
         "last_drill": last_drill,
         "problem": entry.problem,
     }
@@ -38,7 +42,8 @@ def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
 
 @reports_errors
 def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
-    """List backups: id, time, tiers, databases, size, complete or not, last drill."""
+    """List backups: id, time, tiers, databases, size, complete or not, who can open it
+    (the age recipients it is encrypted to), last drill."""
     settings = load_config(config)
     store = open_target_store(settings.target)
     repo = Repository(store)
@@ -55,6 +60,7 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
         "records",
         "size",
         "complete",
+        "encrypted to",
         "last drill",
     ):
         table.add_column(column)
@@ -72,6 +78,7 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
             else "[yellow]no[/] (no manifest)"
             if not row["problem"]
             else f"[red]{row['problem']}[/]",
+            _recipients(row),
             ""
             if drill is None
             else ("[green]passed[/]" if drill["passed"] else "[red]failed[/]") + f" {drill['at']}",
@@ -79,3 +86,11 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
     err.print(table)
     if not rows:
         err.print("no backups yet: run `spectron-backup backup`")
+
+
+def _recipients(row: dict[str, Any]) -> str:
+    if row["encrypted"] is None:
+        return ""
+    if not row["encrypted"]:
+        return "[yellow]not encrypted[/]"
+    return "\n".join(short_key(r) for r in row["recipients"])

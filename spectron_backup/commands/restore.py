@@ -16,13 +16,19 @@ from spectron_backup.commands.options import (
     credentials,
     reports_errors,
 )
-from spectron_backup.config import load_config
+from spectron_backup.config import EncryptionConfig, load_config
 from spectron_backup.console import err, print_json, progress_bar
 from spectron_backup.dump.importer import database_is_empty
 from spectron_backup.durations import time_option
+from spectron_backup.encryption import Identity, identities_of
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.repository import Repository
-from spectron_backup.restore import restore_database, select_backup, select_databases
+from spectron_backup.restore import (
+    require_identity,
+    restore_database,
+    select_backup,
+    select_databases,
+)
 from spectron_backup.stores import open_target_store
 from spectron_backup.surreal import SurrealConnection, connect
 
@@ -65,8 +71,9 @@ def command(
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Restore a backup: verify each object's sha256, import it into an empty database, and
-    check every table's record count and content hash against the manifest."""
+    """Restore a backup: verify each object's sha256 (and decrypt it with encryption.identity
+    when the backup is encrypted), import it into an empty database, and check every table's
+    record count and content hash against the manifest."""
     if not target:
         raise UsageError("--target URL is required: the SurrealDB to restore into")
     if backup is not None and before is not None:
@@ -78,6 +85,9 @@ def command(
     store = open_target_store(settings.target)
     manifest = select_backup(Repository(store), backup or "latest", before=moment)
     entries = select_databases(manifest, context=context, database=database)
+    identities = _identities(settings.encryption) if any(e.encrypted for e in entries) else []
+    # Before touching the target: a backup we cannot open is bad input (exit 2).
+    require_identity(manifest.backup_id, entries, identities)
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     with (
@@ -90,7 +100,9 @@ def command(
                 bar(f"{entry.ns}/{entry.db}")
             namespace = ns_prefix + entry.ns
             try:
-                restored = restore_database(store, entry, conn, namespace=namespace)
+                restored = restore_database(
+                    store, entry, conn, namespace=namespace, identities=identities
+                )
             except OperationFailed as exc:
                 problems.append(str(exc))
                 rows.append(
@@ -132,6 +144,15 @@ def command(
         raise OperationFailed(
             f"the restore of {manifest.backup_id} is incomplete: " + "; ".join(problems[:5])
         )
+
+
+def _identities(encryption: EncryptionConfig) -> list[Identity]:
+    """`encryption.identity`, or the Prefect Secret block `encryption.identity_block`."""
+    if encryption.identity is None and encryption.identity_block:
+        from tasks.encryption import load_identity  # Prefect only when a block is named
+
+        return identities_of(load_identity(encryption))
+    return encryption.identities()
 
 
 def _refuse_non_empty(conn: SurrealConnection, targets: list[tuple[str, str]]) -> None:
