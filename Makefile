@@ -36,16 +36,16 @@ install: .venv/.synced age-cli $(if $(shell command -v node 2>/dev/null),$(ORACL
 	$(UV) sync --locked
 	@touch $@
 
-# Debian's `age` command line: the tests open an encrypted backup object with it, as an
-# operator would without this tool. Installed only when missing, with apt-get, as root.
+# Debian's `age` and `zstd` command lines: the tests open an encrypted backup object with
+# them, as an operator would without this tool. Installed only when missing, with apt-get, as root.
 age-cli:
-	@if ! command -v age >/dev/null 2>&1; then \
+	@if ! command -v age >/dev/null 2>&1 || ! command -v zstd >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's age (for the encryption interchange test)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q age >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q age >/dev/null; }; \
+	    echo "installing Debian's age and zstd (for the encryption interchange test)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q age zstd >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q age zstd >/dev/null; }; \
 	  else \
-	    echo "note: the age command line is missing (apt-get install age): its interchange test will be skipped"; \
+	    echo "note: age or zstd is missing (apt-get install age zstd): the interchange test will fail"; \
 	  fi; \
 	fi
 
