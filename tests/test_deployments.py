@@ -131,8 +131,8 @@ def test_alert_definitions_cover_the_failures_the_design_names() -> None:
     assert set(failed) <= flow_names, "an alert names a flow that does not exist"
     [missing] = [a for a in alerts if isinstance(a, EventMissing)]
     assert (missing.event, missing.within) == ("spectron.backup.completed", timedelta(hours=26))
-    # the event is the one the backup flow really emits
-    assert f'event="{missing.event}"' in (ROOT / "tasks" / "backup.py").read_text()
+    # that a real backup emits this event is checked against the Prefect API in
+    # tests/test_backup_flow.py, and the alert firing after silence in tests/e2e
 
 
 def test_automations_are_prefect_triggers_with_valid_templates() -> None:
