@@ -13,6 +13,7 @@ def test_demo_runs_the_whole_pipeline_and_reruns(tmp_path: Path, cli_with_prefec
     out = first.stderr
     assert "1. backup" in out and "drill passed" in out and "3. expire sweep, dry run" in out
     assert "would delete" in out and "nothing deleted" in out
+    assert "Traceback" not in out
 
     config = workdir / "config.yaml"
     listing = cli_with_prefect("list", "--config", str(config), "--json")
