@@ -117,10 +117,10 @@ def main() -> None:
         "target": "moto S3 server on 127.0.0.1 (real HTTP, multipart); zstd level 3, all cores; "
         "age (X25519, ChaCha20-Poly1305) to one recipient via pyrage 1.4.0",
         "rounds": ROUNDS,
-        "note": "the machine (2 cores) is shared with other agents' work while this runs, so "
-        "wall times spread widely: plain and encrypted backups are alternated and their "
+        "note": "wall times spread with whatever else runs on the machine (see conditions and "
+        "the load averages): plain and encrypted backups are alternated and their "
         "medians (and minima) compared; CPU seconds (user + system, all threads) of each "
-        "backup process are given too, as they depend less on the other load",
+        "backup process are given too, as they depend less on other load",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         "runs": runs,
