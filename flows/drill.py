@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from spectron_backup.config import load_config
-from spectron_backup.drill import DrillFailed, open_documents_store
+from spectron_backup.drill import DrillFailed, open_documents_store, scratch_credentials
 from spectron_backup.stores import open_target_store
 from tasks.drill import (
     alert_on_failure,
@@ -67,6 +67,7 @@ def restore_drill(
             keep_scratch,
             now,
             identity,
+            scratch_credentials(config.drill),
         )
         record_key = write_drill_record_task(store, report)
         publish_drill_report(report, record_key)

@@ -154,6 +154,12 @@ class BackupsConfig(_Section):
 
 class DrillConfig(_Section):
     scratch_url: str | None = None
+    #: sign-in on a scratch server (like `source`); the password and token are secrets, e.g.
+    #: SPECTRON_BACKUP__DRILL__SCRATCH_PASSWORD
+    scratch_username: str | None = None
+    scratch_password: SecretStr | None = None
+    scratch_token: SecretStr | None = None
+    scratch_auth_namespace: str | None = None
     selection: Literal["latest", "random"] = "latest"
     window_days: int = Field(30, ge=1)
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spectron_backup.checks import CheckResult
-from spectron_backup.config import DocumentsConfig
+from spectron_backup.config import DocumentsConfig, DrillConfig
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.manifest import DatabaseEntry, Manifest, backup_time, rfc3339
@@ -37,7 +37,13 @@ from spectron_backup.repository import Repository
 from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
 from spectron_backup.stores import open_store
 from spectron_backup.stores.base import ObjectNotFound, Store
-from spectron_backup.surreal import SurrealConnection, connect, redact_url, surreal_identifier
+from spectron_backup.surreal import (
+    Credentials,
+    SurrealConnection,
+    connect,
+    redact_url,
+    surreal_identifier,
+)
 
 RECORD_FORMAT = 1
 #: prefix of the namespaces a drill creates on a scratch server (and of its temporary dirs)
@@ -64,6 +70,16 @@ class DrillFailed(OperationFailed):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, whatever Prefect does with it
         return (type(self), (self.backup_id, self.failures, self.record))
+
+
+def scratch_credentials(drill: DrillConfig) -> Credentials:
+    """How to sign in to a scratch server (`drill.scratch_*`); unused for the embedded one."""
+    return Credentials(
+        username=drill.scratch_username,
+        password=drill.scratch_password,
+        token=drill.scratch_token,
+        auth_namespace=drill.scratch_auth_namespace,
+    )
 
 
 def open_documents_store(documents: DocumentsConfig | None) -> Store | None:
@@ -321,6 +337,10 @@ def _drill_database(
         return result, [
             _failed(entry, "object_readable", f"the backup object {entry.key} does not exist")
         ]
+    except UsageError:
+        # the scratch server refused us (sign-in, permissions): a problem of the drill's
+        # configuration, not of the backup, so not a failed check of it
+        raise
     except Exception as exc:  # unreadable object, bad compression, lost scratch...
         result.download_seconds = time.perf_counter() - started
         return result, [
@@ -387,6 +407,7 @@ def run_drill(
     now: datetime | None = None,
     scratch_root: str | None = None,
     identities: Sequence[Identity] = (),
+    scratch_credentials: Credentials | None = None,
 ) -> DrillReport:
     """Restore every database of `manifest` into a scratch SurrealDB, validate each, and
     clean the scratch up (also on failure) unless `keep_scratch`.
@@ -394,7 +415,8 @@ def run_drill(
     `scratch_root` is where the temporary embedded store goes (default: the system's
     temporary directory). `identities` decrypt an encrypted backup; when they cannot (none
     given, or none of the backup's recipients) the drill fails with that reason, naming
-    the recipients, and restores nothing.
+    the recipients, and restores nothing. `scratch_credentials` sign in to a scratch server
+    (a refusal is a UsageError naming the server, never the secret).
     """
     started_at = now or datetime.now(UTC)
     report = DrillReport(
@@ -425,8 +447,9 @@ def run_drill(
         url, prefix = scratch_url, f"{SCRATCH_PREFIX}{secrets.token_hex(3)}_"
     created: list[str] = []
     conn: SurrealConnection | None = None
+    failure: BaseException | None = None
     try:
-        conn = connect(url)
+        conn = connect(url, scratch_credentials if scratch_url is not None else None)
         for entry in manifest.databases:
             namespace = prefix + entry.ns
             if namespace not in created:
@@ -435,6 +458,9 @@ def run_drill(
             result.passed = all(c.passed for c in checks)
             report.databases.append(result)
             report.checks += checks
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         if keep_scratch:
             report.kept_scratch = (
@@ -445,7 +471,13 @@ def run_drill(
             if conn is not None:
                 conn.close()
         else:
-            _clean_up(conn, directory, created)
+            try:
+                _clean_up(conn, directory, created)
+            except OperationFailed as cleanup:
+                if failure is None:
+                    raise
+                # the cause of the drill's failure stays the error; the clean-up's follows it
+                failure.add_note(str(cleanup))
     # Wall time, measured on a monotonic clock, from the chosen start.
     report.finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
     return report

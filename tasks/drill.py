@@ -20,6 +20,7 @@ from spectron_backup.encryption import identities_of
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
+from spectron_backup.surreal import Credentials
 from tasks.alerts import webhook_alert_hook
 from tasks.events import emit_spectron_event
 from tasks.retries import SHORT_STEP_RETRIES
@@ -53,6 +54,7 @@ def run_drill_task(
     keep_scratch: bool,
     now: datetime,
     identity: SecretStr | None = None,
+    credentials: Credentials | None = None,
 ) -> DrillReport:
     """Restore every database into the scratch SurrealDB and validate it. Problems of the
     backup are failed checks in the report, not exceptions. `identity` (a secret) decrypts
@@ -66,6 +68,7 @@ def run_drill_task(
         keep_scratch=keep_scratch,
         now=now,
         identities=identities_of(identity),
+        scratch_credentials=credentials,
     )
     for database in report.databases:
         logger.info(

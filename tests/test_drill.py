@@ -28,6 +28,7 @@ from spectron_backup.seed import SeedPlan, seed_instance
 from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
 from tests.flow_runs import HOOK_SECRET, Webhook, artifacts_of, logs_of, wait_for_event
+from tests.surreal_edge import surreal_edge
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -448,3 +449,48 @@ def test_cli_drill_bad_usage_exits_2(origin: Origin, tmp_path: Path, cli_with_pr
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "not a backup to drill" in errors[0], result.stderr
+
+
+def test_a_scratch_server_is_signed_in_to_with_the_drill_credentials(
+    origin: Origin, tmp_path: Path, cli_with_prefect
+) -> None:
+    """drill.scratch_username and the secret drill.scratch_password reach the scratch server.
+
+    There is no SurrealDB server binary here: tests/surreal_edge.py imitates one's sign-in and
+    refusals. A wrong password is refused (exit 2, nothing secret printed); the right one is
+    accepted, after which this imitation refuses every statement, which must be reported as a
+    permission problem, not as a failed sign-in."""
+    setup = setup_from(origin, tmp_path, None)
+    with setup.config.open("a") as config:
+        config.write("drill: {scratch_username: drill}\n")
+    right, wrong = "scratch-right-7c1f", "scratch-wrong-9d2e"
+    with surreal_edge(username="drill", password=right, refuse_queries=True) as server:
+        refused = cli_with_prefect(
+            "drill",
+            "--config",
+            str(setup.config),
+            "--scratch",
+            server.url,
+            env={"SPECTRON_BACKUP__DRILL__SCRATCH_PASSWORD": wrong},
+        )
+        signed_in = cli_with_prefect(
+            "drill",
+            "--config",
+            str(setup.config),
+            "--scratch",
+            server.url,
+            env={"SPECTRON_BACKUP__DRILL__SCRATCH_PASSWORD": right},
+        )
+        methods = list(server.methods)
+
+    assert refused.returncode == 2, refused.stderr
+    [line] = [x for x in refused.stderr.splitlines() if x.startswith("error:")]
+    assert "refused user 'drill'" in line and server.url in line
+    assert "problem with authentication" in line
+    assert signed_in.returncode == 2, signed_in.stderr
+    [line] = [x for x in signed_in.stderr.splitlines() if x.startswith("error:")]
+    assert "Not enough permissions" in line and "problem with authentication" not in line
+    assert methods.count("signin") == 2 and "query" in methods
+    for result in (refused, signed_in):
+        assert wrong not in result.stdout + result.stderr
+        assert right not in result.stdout + result.stderr
