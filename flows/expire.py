@@ -13,6 +13,7 @@ from spectron_backup.discovery import discover
 from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.stores import open_target_store
+from spectron_backup.sweep import sweep_clock
 from tasks.events import emit_spectron_event
 from tasks.expire import publish_sweep_report, store_sweep_report, sweep_context
 
@@ -35,7 +36,7 @@ def expire_sweep(
         force: Delete even more than sweep.max_delete_fraction of a table in one run.
     """
     config = load_config(config_path)
-    moment = time_option(now, "now") or datetime.now(UTC)
+    moment = sweep_clock(time_option(now, "now"), dry_run, datetime.now(UTC))
     policies = config.policies()
     connections = SourceConnections(config)
     try:

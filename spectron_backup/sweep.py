@@ -26,7 +26,8 @@ delete (memory grows with what is deleted, not with the table).
 Deletion runs in batches of `batch_size`, each one transaction, attributes and relations
 before entities, and each DELETE re-checks in its WHERE what made the record expire, so a
 record that a writer changed after the plan was made (a `valid_until` moved into the future,
-a new attribute or edge on an entity) is left alone: an entity is deleted only if, inside
+a record moved to another scope, whose policy may give it a longer TTL, a new attribute or
+edge on an entity) is left alone: an entity is deleted only if, inside
 the same transaction, no attribute and no relation refers to it. The report counts what was
 actually deleted; what the re-check spared is counted as `changed` (entities: as held). A
 dry run reports the plan and deletes nothing.
@@ -41,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from spectron_backup.config import SweepFieldsConfig, SweepTablesConfig
+from spectron_backup.errors import UsageError
 from spectron_backup.policies import DEFAULT_TTLS, PolicySet
 from spectron_backup.surreal import SurrealConnection, surreal_identifier
 
@@ -238,6 +240,27 @@ class SweepReport:
         }
 
 
+#: how far ahead of the real clock a real (not dry) sweep's `now` may be: clock skew, no more
+MAX_FUTURE_NOW = timedelta(minutes=5)
+
+
+def sweep_clock(requested: datetime | None, dry_run: bool, real: datetime) -> datetime:
+    """The `now` a sweep runs at: `requested` (e.g. --now), else the real clock.
+
+    A real sweep at a future `now` would delete memory that has not expired yet, and the
+    delete's re-check uses the same clock, so it is refused (UsageError) unless a dry run;
+    a past `now` deletes less and is allowed."""
+    if requested is None:
+        return real
+    if not dry_run and requested > real + MAX_FUTURE_NOW:
+        raise UsageError(
+            f"now={requested.isoformat()} is in the future: a sweep at that time would delete "
+            "memory that has not expired yet. Use it with --dry-run to preview, or leave now "
+            "empty to sweep at the current time"
+        )
+    return requested
+
+
 def datetime_literal(moment: datetime) -> str:
     """A SurrealQL datetime literal (UTC, microseconds)."""
     if moment.tzinfo is None:
@@ -300,11 +323,16 @@ class _Plan:
         self.table = table
         self.doomed: dict[str, Key] = {}
         self.conditions: dict[Key, str] = {}
+        #: id -> the engine's text of its scope paths when planned (records expired by TTL:
+        #: the policy, and so the TTL, follows the scope)
+        self.scopes: dict[str, str] = {}
 
-    def add(self, record_id: str, key: Key, condition: str) -> None:
+    def add(self, record_id: str, key: Key, condition: str, scope: str | None = None) -> None:
         if record_id not in self.doomed:
             self.doomed[record_id] = key
             self.conditions.setdefault(key, condition)
+            if scope is not None:
+                self.scopes[record_id] = scope
 
     def by_key(self) -> dict[Key, list[str]]:
         groups: dict[Key, list[str]] = {}
@@ -396,7 +424,7 @@ class _Sweep:
             ]
             base = (
                 f"SELECT <string> id AS id, {self.created_at} AS created_at, "
-                f"{self.scope_paths} AS clauses "
+                f"{self.scope_paths} AS clauses, <string> {self.scope_paths} AS scope_text "
                 f"FROM {surreal_identifier(table.name)} WHERE " + " AND ".join(where)
             )
             for page in _pages(self.conn, base, self.page_size):
@@ -417,7 +445,7 @@ class _Sweep:
                                 still_open,
                             ]
                         )
-                        plan.add(row["id"], key, condition)
+                        plan.add(row["id"], key, condition, scope=row["scope_text"])
 
     def surviving_referrers(self, entity_ids: list[str], doomed: set[str]) -> set[str]:
         """The entities among `entity_ids` that an attribute or relation surviving the sweep
@@ -450,7 +478,8 @@ class _Sweep:
         for key, ids in plan.by_key().items():
             condition = plan.conditions[key]
             for chunk in _chunks(ids, self.batch_size):
-                gone = set(self._delete_batch(plan.table, chunk, condition))
+                scopes = {i: plan.scopes[i] for i in chunk if i in plan.scopes}
+                gone = set(self._delete_batch(plan.table, chunk, condition, scopes))
                 for record_id in chunk:
                     if record_id in gone:
                         report.count_deleted(key, record_id)
@@ -459,10 +488,15 @@ class _Sweep:
                     else:
                         report.count_changed(record_id)
 
-    def _delete_batch(self, table: SweepTable, ids: Sequence[str], condition: str) -> list[str]:
-        """Delete those of `ids` that still meet `condition` (entities: and that nothing
-        refers to), in one transaction; the ids actually deleted."""
+    def _delete_batch(
+        self, table: SweepTable, ids: Sequence[str], condition: str, scopes: dict[str, str]
+    ) -> list[str]:
+        """Delete those of `ids` that still meet `condition` and, for those in `scopes`, whose
+        scope paths are still the planned ones (entities: and that nothing refers to), in one
+        transaction; the ids actually deleted."""
         checks = [condition]
+        if scopes:  # a record moved to another scope may fall under a longer TTL
+            checks.append(f"<string> {self.scope_paths} = $scopes[<string> id]")
         lets = [f"LET $ids = [{', '.join(ids)}];"]
         if table.is_entity:
             if self.tables.attribute in self.existing:
@@ -478,7 +512,8 @@ class _Sweep:
             "BEGIN; "
             + " ".join(lets)
             + f" DELETE $ids WHERE {' AND '.join(checks)} RETURN VALUE <string> $before.id;"
-            + " COMMIT;"
+            + " COMMIT;",
+            {"scopes": scopes} if scopes else None,
         )
         return list(results[-2] or [])
 

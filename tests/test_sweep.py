@@ -20,6 +20,7 @@ from spectron_backup.sweep import (
     SweepTable,
     index_advice,
     index_fields,
+    sweep_clock,
     sweep_database,
     sweep_tables,
 )
@@ -335,10 +336,12 @@ def test_writer_during_the_sweep_loses_nothing_that_is_not_expired() -> None:
     conn = WriterBeforeDeletes(
         "mem://",
         {
-            # before anything is deleted: a4 (planned: ttl) is given a future valid_until,
-            # new facts arrive, one of them an already-ended attribute (not in the plan)
+            # before anything is deleted: a4 (planned: ttl) is given a future valid_until, a7
+            # (planned: 8 days old under context's default 7d) moves to acme's scope (rule 1,
+            # 30d), new facts arrive, one of them an already-ended attribute (not in the plan)
             "attribute": (
                 f"UPDATE attribute:a4 SET valid_until = {ago(-30)}; "
+                f"UPDATE attribute:a7 SET scope = {S_ACME}; "
                 "INSERT INTO entity ["
                 + _entity("entity:['topic','new']", "knowledge", S_ACME, 0)
                 + "]; INSERT INTO attribute ["
@@ -368,14 +371,14 @@ def test_writer_during_the_sweep_loses_nothing_that_is_not_expired() -> None:
     assert conn.writes == {}, "the writer did not run at both moments"
     after = records(conn)
 
-    spared = {"attribute:a4", "entity:['org', 'old']", "entity:['topic', 'g']"}
+    spared = {"attribute:a4", "attribute:a7", "entity:['org', 'old']", "entity:['topic', 'g']"}
     assert set(before) - set(after) == EXPECTED_IDS - spared
     written = {"attribute:w1", "attribute:w2", "attribute:w3", "relates_to:w4"}
     assert written | {"entity:['topic', 'new']"} <= set(after)
     assert "d'" in after["attribute:a4"] and after["attribute:a4"] != before["attribute:a4"]
     # the report says what happened, not what was planned
     assert report.total_deleted == len(EXPECTED_IDS - spared)
-    assert report.changed == 1 and report.changed_samples == ["attribute:a4"]
+    assert report.changed == 2 and set(report.changed_samples) == {"attribute:a4", "attribute:a7"}
     assert report.held == 3
     assert set(report.held_samples) == HELD | {"entity:['org', 'old']", "entity:['topic', 'g']"}
     # nothing points at nothing: every attribute's entity and every edge's ends exist
@@ -470,3 +473,24 @@ def test_candidate_reads_use_the_advised_indexes(indexed: bool) -> None:
         else:
             assert scans[0].startswith("TableScan:"), (read, scans)
     conn.close()
+
+
+def test_a_real_sweep_refuses_a_future_now_a_dry_run_allows_it() -> None:
+    real = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    ahead = real + timedelta(days=30)
+    with pytest.raises(UsageError, match="in the future"):
+        sweep_clock(ahead, False, real)
+    assert sweep_clock(ahead, True, real) == ahead  # a preview of what would expire then
+    assert sweep_clock(real + timedelta(minutes=1), False, real) == real + timedelta(minutes=1)
+    assert sweep_clock(real - timedelta(days=3), False, real) == real - timedelta(days=3)
+    assert sweep_clock(None, False, real) == real
+
+
+def test_cli_expire_at_a_future_time_is_exit_2_before_anything_runs(tmp_path, cli) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"source: {{url: 'mem://'}}\ntarget: {{url: 'file://{tmp_path}/t'}}\n")
+    result = cli("expire", "--config", str(config), "--now", "2099-01-01T00:00:00Z")
+    assert result.returncode == 2
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("error:") and "in the future" in line and "--dry-run" in line
+    assert not (tmp_path / "t").exists()  # no sweep report: nothing ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,7 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.durations import time_option
+from spectron_backup.sweep import sweep_clock
 
 
 @reports_errors
@@ -36,7 +38,8 @@ def command(
 ) -> None:
     """Hard-delete memory past its valid_until or its per-scope TTL (see `retention check`)."""
     load_config(config)  # one clear error (a bad retention rule too) before Prefect starts
-    time_option(now, "--now")  # a bad time is refused before Prefect starts
+    # a bad or (for a real sweep) future time is refused before Prefect starts
+    sweep_clock(time_option(now, "--now"), dry_run, datetime.now(UTC))
     from flows.expire import expire_sweep
 
     report = expire_sweep(
