@@ -38,6 +38,7 @@ from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_
 from spectron_backup.stores import open_store
 from spectron_backup.stores.base import ObjectNotFound, Store
 from spectron_backup.surreal import (
+    AccessRefused,
     Credentials,
     SurrealConnection,
     connect,
@@ -337,9 +338,9 @@ def _drill_database(
         return result, [
             _failed(entry, "object_readable", f"the backup object {entry.key} does not exist")
         ]
-    except UsageError:
-        # the scratch server refused us (sign-in, permissions): a problem of the drill's
-        # configuration, not of the backup, so not a failed check of it
+    except AccessRefused:
+        # the scratch server refused us (permissions): a problem of the drill's configuration,
+        # not of the backup, so not a failed check of it
         raise
     except Exception as exc:  # unreadable object, bad compression, lost scratch...
         result.download_seconds = time.perf_counter() - started

@@ -36,6 +36,11 @@ class Credentials:
     auth_database: str | None = None
 
 
+class AccessRefused(UsageError):
+    """The server refused this session: a failed sign-in, or an operation it lacks permission
+    for. The operator's configuration (exit 2), never a problem of the data."""
+
+
 class StatementError(OperationFailed):
     """A SurrealQL statement returned an error."""
 
@@ -185,7 +190,7 @@ class SurrealConnection:
                 self._db.signin(vars)
         except SurrealError as exc:
             message = _scrub(str(exc), creds)
-            raise UsageError(
+            raise AccessRefused(
                 f"SurrealDB at {self.display_url} refused {self._who()}: {message}; check the "
                 "credentials (SURREAL_USER / SURREAL_PASS / SURREAL_TOKEN)"
             ) from None
@@ -196,9 +201,9 @@ class SurrealConnection:
             return "the token"
         return f"user {creds.username!r}" if creds.username else "an anonymous session"
 
-    def _not_allowed(self, message: str) -> UsageError:
+    def _not_allowed(self, message: str) -> AccessRefused:
         """The server refused this session an operation: the operator's configuration (exit 2)."""
-        return UsageError(
+        return AccessRefused(
             f"SurrealDB at {self.display_url} refused {self._who()} permission: "
             f"{_scrub(message, self.credentials)}; check the user's level (root, or --auth-ns) "
             "and roles (VIEWER to export, EDITOR to import), or the token's access"

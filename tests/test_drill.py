@@ -5,6 +5,7 @@ a webhook listening on loopback, while the scratch store is always gone afterwar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -494,3 +495,30 @@ def test_a_scratch_server_is_signed_in_to_with_the_drill_credentials(
     for result in (refused, signed_in):
         assert wrong not in result.stdout + result.stderr
         assert right not in result.stdout + result.stderr
+
+
+def test_a_dump_that_stops_mid_statement_is_a_failed_drill_not_bad_usage(
+    origin: Origin, tmp_path: Path, cli_with_prefect
+) -> None:
+    """An object whose sha256 matches the manifest (both rewritten) but whose dump is cut off:
+    the importer refuses it, which is the backup's fault (exit 1 and a drill record), not a
+    configuration problem (exit 2) like a scratch server refusing the drill's user."""
+    import zstandard
+
+    setup = setup_from(origin, tmp_path, None)
+    path = manifest_key(origin.backup_id)
+    document = json.loads(setup.store.get_bytes(path))
+    [entry] = [d for d in document["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    victim = setup.target / entry["key"]
+    dump = zstandard.ZstdDecompressor().decompressobj().decompress(victim.read_bytes())
+    cut = zstandard.ZstdCompressor().compress(dump[: len(dump) // 2])
+    victim.write_bytes(cut)
+    entry["sha256"], entry["bytes"] = hashlib.sha256(cut).hexdigest(), len(cut)
+    setup.store.put_bytes(path, json.dumps(document).encode())
+
+    result = cli_with_prefect("drill", "--config", str(setup.config), "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is False
+    assert any(CONTEXT_DB in f and "restore" in f for f in report["failures"]), report["failures"]
+    assert len(drill_records(setup)) == 1
