@@ -156,6 +156,15 @@ class Refusal:
             f"the allowed share {self.max_delete_fraction:g}; nothing deleted (use --force)"
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "would_delete": self.would_delete,
+            "total": self.total,
+            "max_delete_fraction": self.max_delete_fraction,
+            "message": self.describe(),
+        }
+
 
 @dataclass
 class SweepReport:
@@ -173,6 +182,8 @@ class SweepReport:
     changed: int = 0
     changed_samples: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    #: tables the guard would have refused, had the sweep not been forced
+    forced_past: list[Refusal] = field(default_factory=list)
     #: table -> record count before the sweep, for the tables with something to delete
     totals: dict[str, int] = field(default_factory=dict)
 
@@ -226,16 +237,8 @@ class SweepReport:
             ],
             "held": {"count": self.held, "sample_ids": list(self.held_samples)},
             "changed": {"count": self.changed, "sample_ids": list(self.changed_samples)},
-            "refused": [
-                {
-                    "table": r.table,
-                    "would_delete": r.would_delete,
-                    "total": r.total,
-                    "max_delete_fraction": r.max_delete_fraction,
-                    "message": r.describe(),
-                }
-                for r in self.refused
-            ],
+            "refused": [r.to_json() for r in self.refused],
+            "forced_past_guard": [r.to_json() for r in self.forced_past],
             "totals": dict(self.totals),
         }
 
@@ -576,11 +579,13 @@ def sweep_database(
                 report.count_held(entity_id)
         if plan.doomed:  # counted only then: a no-op sweep reads nothing but its index
             total = report.totals[table.name] = _count(conn, table.name)
-            if len(plan.doomed) > max_delete_fraction * total and not force:
-                report.refused.append(
-                    Refusal(table.name, len(plan.doomed), total, max_delete_fraction)
-                )
-                plan.doomed.clear()
+            if len(plan.doomed) > max_delete_fraction * total:
+                over = Refusal(table.name, len(plan.doomed), total, max_delete_fraction)
+                if force:
+                    report.forced_past.append(over)
+                else:
+                    report.refused.append(over)
+                    plan.doomed.clear()
         if not table.is_entity:
             doomed_edges.update(plan.doomed)
         plans.append(plan)

@@ -245,6 +245,8 @@ def test_guard_refuses_per_table_and_force_proceeds(conn: SurrealConnection) -> 
 
     forced = sweep(conn, max_delete_fraction=0.3, force=True)
     assert forced.refused == []
+    # still reported: the tables the guard would have refused without --force
+    assert {r.table for r in forced.forced_past} == {"attribute", "relates_to", "uncertainty"}
     assert set(before) - set(records(conn)) == EXPECTED_IDS
 
 

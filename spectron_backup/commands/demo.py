@@ -12,12 +12,11 @@ dry run (flow `expire-sweep`): what memory a real sweep would delete. Rerunning 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from spectron_backup.commands.options import reports_errors
-from spectron_backup.config import load_config
 from spectron_backup.console import err
 from spectron_backup.errors import OperationFailed, SpectronBackupError
 from spectron_backup.stores import open_store
@@ -45,23 +44,6 @@ def _seed(workdir: Path) -> None:
     err.print(
         f"seeded a Spectron instance: {len(result.contexts)} Contexts, {result.total_records:,} records, {result.documents} documents"
     )
-
-
-def guarded_tables(sweep: dict[str, Any], fraction: float) -> list[tuple[str, float]]:
-    """(ns/db: table, share) of the tables a sweep report would delete more than `fraction`
-    of: the ones the guard refuses without --force."""
-    found = []
-    for database in sweep["databases"]:
-        per_table: dict[str, int] = {}
-        for item in database["deleted"]:
-            per_table[item["table"]] = per_table.get(item["table"], 0) + item["count"]
-        for table, count in sorted(per_table.items()):
-            total = database["totals"].get(table) or 0
-            if total and count > fraction * total:
-                found.append(
-                    (f"{database['namespace']}/{database['database']}: {table}", count / total)
-                )
-    return found
 
 
 @reports_errors
@@ -136,13 +118,15 @@ def command(
         f"Context databases, {sweep['held_total']:,} expired entities held; nothing deleted "
         f"(report: {sweep['stored_as']})"
     )
-    fraction = load_config(config_path).sweep.max_delete_fraction
-    for table, share in guarded_tables(sweep, fraction):
-        err.print(
-            f"   [yellow]guard:[/] {table}: {share:.0%} of the table has expired, more than "
-            f"sweep.max_delete_fraction ({fraction:g}); a real sweep needs --force",
-            soft_wrap=True,
-        )
+    for database in sweep["databases"]:
+        for over in database["forced_past_guard"]:
+            err.print(
+                f"   [yellow]guard:[/] {database['namespace']}/{database['database']}: "
+                f"{over['table']}: {over['would_delete']:,} of {over['total']:,} records have "
+                f"expired, more than sweep.max_delete_fraction ({over['max_delete_fraction']:g});"
+                " a real sweep needs --force",
+                soft_wrap=True,
+            )
     err.print(
         f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
         f"  uv run spectron-backup list --config {config_path}\n"
