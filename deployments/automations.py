@@ -22,6 +22,7 @@ import typer
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
+from spectron_backup.alerts import scrub
 from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import Config, load_config
@@ -288,11 +289,7 @@ def check_server(url: str) -> None:
 
 def failure(exc: BaseException, config: Config) -> str:
     """An exception as one line, with the webhook URL (a secret) cut out of it."""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-    if config.alerts.webhook_url is not None:
-        secret = config.alerts.webhook_url.get_secret_value()
-        text = text.replace(secret, "***") if secret else text
-    return text
+    return scrub(f"{type(exc).__name__}: {exc}".splitlines()[0][:500], config.alerts.webhook_url)
 
 
 def show_report(report: dict[str, Any]) -> None:

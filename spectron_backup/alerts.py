@@ -40,16 +40,19 @@ def post_webhook(url: SecretStr, payload: dict[str, Any], timeout: float = 10) -
             response.read()
     except urllib.error.HTTPError as exc:
         raise AlertFailed(
-            f"the alert webhook answered HTTP {exc.code} {_scrub(str(exc.reason), secret)}"
+            f"the alert webhook answered HTTP {exc.code} {scrub(str(exc.reason), secret)}"
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise AlertFailed(
-            f"the alert webhook could not be reached: {_scrub(str(reason), secret)}"
+            f"the alert webhook could not be reached: {scrub(str(reason), secret)}"
         ) from None
 
 
-def _scrub(text: str, secret: str) -> str:
+def scrub(text: str, secret: str | SecretStr | None) -> str:
+    """`text` with the secret (a webhook URL, say) cut out of it."""
+    if isinstance(secret, SecretStr):
+        secret = secret.get_secret_value()
     return text.replace(secret, "***") if secret else text
 
 

@@ -41,6 +41,13 @@ class ChecksumMismatch(OperationFailed):
     pass
 
 
+NO_IDENTITY = (
+    "no identity is configured: set encryption.identity (environment "
+    "SPECTRON_BACKUP__ENCRYPTION__IDENTITY) or encryption.identity_block to the private key "
+    "of one of them"
+)
+
+
 def identity_problem(
     backup_id: str, entries: Sequence[DatabaseEntry], identities: Sequence[Identity]
 ) -> str | None:
@@ -53,11 +60,7 @@ def identity_problem(
     recipients = list(dict.fromkeys(r for e in encrypted for r in e.recipients))
     to = f"backup {backup_id} is encrypted with age to {len(recipients)} recipient(s): {', '.join(recipients)}"
     if not identities:
-        return (
-            f"{to}; no identity is configured: set encryption.identity (environment "
-            "SPECTRON_BACKUP__ENCRYPTION__IDENTITY) or encryption.identity_block to the "
-            "private key of one of them"
-        )
+        return f"{to}; {NO_IDENTITY}"
     if any(can_open(e.recipients, identities) is False for e in encrypted):
         mine = ", ".join(sorted(public_keys(identities)))
         return (
@@ -106,8 +109,8 @@ def fetch_verified(
     name = f"{entry.ns}/{entry.db}"
     if entry.encrypted and not identities:
         raise IdentityMismatch(
-            f"{name}: {entry.key} is encrypted with age to {', '.join(entry.recipients)}; no "
-            "identity is configured: set encryption.identity to the private key of one of them"
+            f"{name}: {entry.key} is encrypted with age to {', '.join(entry.recipients)}; "
+            + NO_IDENTITY
         )
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open to the caller
     problem: Exception | None = None

@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 from spectron_backup.bucket import BucketStatus, DocumentBucket, Plan
 from tasks.alerts import webhook_alert_hook
 from tasks.events import emit_spectron_event
+from tasks.markdown import md_text
 from tasks.retries import SHORT_STEP_RETRIES
 
 SUMMARY_KEY = "spectron-bucket-guard"
@@ -43,10 +44,6 @@ def ensure_bucket(bucket: DocumentBucket, dry_run: bool) -> tuple[Plan, BucketSt
     for note in plan.notes:
         logger.info(note)
     return plan, after
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 @task(name="publish-bucket-report", cache_policy=NONE)
@@ -88,15 +85,15 @@ def publish_bucket_report(
         return "**missing**" if finding.required else "not set"
 
     lines += [
-        f"| {f.name} | {mark(before, f.name)} | {mark(after, f.name)} | {_escape(f.detail)} |"
+        f"| {f.name} | {mark(before, f.name)} | {mark(after, f.name)} | {md_text(f.detail)} |"
         for f in after.findings
     ]
     if plan is not None:
         lines += ["", "## Changes" + (" (not made: dry run)" if dry_run else ""), ""]
-        lines += [f"- {c.action}: {_escape(c.detail)}" for c in plan.changes] or ["- none"]
-        lines += [f"- note: {_escape(n)}" for n in plan.notes]
+        lines += [f"- {c.action}: {md_text(c.detail)}" for c in plan.changes] or ["- none"]
+        lines += [f"- note: {md_text(n)}" for n in plan.notes]
     if after.warnings:
-        lines += ["", "## Warnings", ""] + [f"- {_escape(w)}" for w in after.warnings]
+        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in after.warnings]
     create_markdown_artifact(
         "\n".join(lines), key=SUMMARY_KEY, description=f"Document bucket guard: {verdict}"
     )

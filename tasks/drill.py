@@ -23,6 +23,7 @@ from spectron_backup.stores.base import Store
 from spectron_backup.surreal import Credentials
 from tasks.alerts import webhook_alert_hook
 from tasks.events import emit_spectron_event
+from tasks.markdown import md_text
 from tasks.retries import SHORT_STEP_RETRIES
 
 SUMMARY_KEY = "spectron-drill-summary"
@@ -145,7 +146,7 @@ def publish_drill_report(report: DrillReport, record_key: str | None) -> None:
         for d in report.databases
     ]
     if report.failures:
-        lines += ["", "## Failures", ""] + [f"- {_escape(f)}" for f in report.failures[:50]]
+        lines += ["", "## Failures", ""] + [f"- {md_text(f)}" for f in report.failures[:50]]
         if len(report.failures) > 50:
             lines.append(f"- ... and {len(report.failures) - 50} more")
     create_markdown_artifact(
@@ -162,12 +163,8 @@ def publish_drill_failure(backup: str | None, reasons: list[str]) -> None:
         "Nothing was restored:",
         "",
     ]
-    lines += [f"- {_escape(r)}" for r in reasons]
+    lines += [f"- {md_text(r)}" for r in reasons]
     create_markdown_artifact("\n".join(lines), key=SUMMARY_KEY, description="Restore drill: failed")
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def emit_drill_event(
