@@ -20,7 +20,7 @@ import yaml
 from flows.bucket_guard import bucket_guard
 from spectron_backup.bucket import GUARD_RULE_ID, GuardFailed, open_document_bucket
 from spectron_backup.config import DocumentsConfig
-from spectron_backup.errors import UsageError
+from spectron_backup.errors import OperationFailed, UsageError
 from tests.flow_runs import HOOK_SECRET, Webhook, artifacts_of, logs_of, wait_for_event
 from tests.s3server import S3_TEST_ENV, moto_s3_server
 
@@ -408,6 +408,55 @@ def test_newer_noncurrent_versions_count_as_keeping_longer(
         assert plan.changes == [] and plan.lifecycle is None
         assert any("keep-newest" in n and "NewerNoncurrentVersions" in n for n in plan.notes)
         guard.close()
+
+
+def test_apply_refuses_a_lifecycle_configuration_changed_since_the_plan(
+    s3_server: str, s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": OTHER_RULES}
+    )
+    enable_versioning(s3_client, s3_bucket)
+    guard = open_document_bucket(DocumentsConfig(url=f"s3://{s3_bucket}", endpoint_url=s3_server))
+    plan = guard.plan()
+    assert [c.setting for c in plan.changes] == ["lifecycle"]
+
+    # Somebody adds a rule between the plan and its application: writing the plan would drop it.
+    meanwhile = [
+        *OTHER_RULES,
+        {
+            "ID": "meanwhile",
+            "Filter": {"Prefix": "m/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 5},
+        },
+    ]
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": meanwhile}
+    )
+    written = lifecycle(s3_client, s3_bucket)
+    with pytest.raises(OperationFailed, match="changed while ensure ran: nothing written"):
+        guard.apply(plan)
+    assert lifecycle(s3_client, s3_bucket) == written
+
+    # Somebody writes right after ensure did (a race no read can close; injected at the
+    # request): ensure reads the rules back and says which one is gone.
+    plan = guard.plan()
+    real = guard.store.request
+
+    def racing(operation: str, what: str, **kwargs: Any) -> Any:
+        result = real(operation, what, **kwargs)
+        if operation == "put_bucket_lifecycle_configuration":
+            rules = [r for r in lifecycle(s3_client, s3_bucket) if r["ID"] != "tmp-cleanup"]
+            s3_client.put_bucket_lifecycle_configuration(
+                Bucket=s3_bucket, LifecycleConfiguration={"Rules": rules}
+            )
+        return result
+
+    monkeypatch.setattr(guard.store, "request", racing)
+    with pytest.raises(OperationFailed, match=r"tmp-cleanup .* no longer as they were"):
+        guard.apply(plan)
+    guard.close()
 
 
 def test_replication_is_reported_and_configured_only_when_named(
