@@ -268,6 +268,26 @@ def _noncurrent_days(rule: dict[str, Any]) -> int | None:
     return (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")
 
 
+def _newer_kept(rule: dict[str, Any]) -> int | None:
+    """NewerNoncurrentVersions: how many of the newest noncurrent versions the rule keeps
+    whatever their age."""
+    return (rule.get("NoncurrentVersionExpiration") or {}).get("NewerNoncurrentVersions")
+
+
+def _retention(rule: dict[str, Any]) -> str:
+    text = f"{_noncurrent_days(rule)} days"
+    if _newer_kept(rule):
+        text += f" (keeping the newest {_newer_kept(rule)} whatever their age)"
+    return text
+
+
+def _keeps_longer(rule: dict[str, Any], days: int) -> bool:
+    """Whether the rule keeps some noncurrent versions longer than `days`: it expires them
+    later, or keeps its newest ones whatever their age."""
+    kept = _noncurrent_days(rule)
+    return kept is not None and (kept > days or bool(_newer_kept(rule)))
+
+
 def _abort_days(rule: dict[str, Any]) -> int | None:
     return (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation")
 
@@ -345,6 +365,7 @@ class DocumentBucket:
         replication = self._replication()
         rules = list((lifecycle or {}).get("Rules") or [])
         days = self.documents.noncurrent_days
+        blocking = self._blocking(rules, days)
         findings = [
             Finding(
                 "versioning",
@@ -355,8 +376,8 @@ class DocumentBucket:
                     "Suspended": "Suspended: deletes and overwrites are permanent",
                 }.get(versioning, "never enabled: deletes and overwrites are permanent"),
             ),
-            self._noncurrent_finding(rules, days),
-            self._abort_finding(rules),
+            self._noncurrent_finding(rules, days, blocking),
+            self._abort_finding(rules, blocking),
             self._replication_finding(replication),
         ]
         return BucketStatus(
@@ -371,15 +392,23 @@ class DocumentBucket:
             replication=replication,
         )
 
-    def _noncurrent_finding(self, rules: list[dict[str, Any]], days: int) -> Finding:
+    def _noncurrent_finding(
+        self, rules: list[dict[str, Any]], days: int, blocking: list[dict[str, Any]]
+    ) -> Finding:
+        """Ok when a rule covering the documents expires noncurrent versions after exactly
+        `days`, or another's rule after more: it keeps them at least as long as the guard
+        would. The guard's own rule counts only as configured (ensure updates it otherwise)."""
         name = "noncurrent_expiration"
-        for rule in rules:
-            if self._covers(rule) and _noncurrent_days(rule) == days:
+        covering = [r for r in rules if self._covers(r) and _noncurrent_days(r) is not None]
+        for rule in sorted(covering, key=lambda r: _noncurrent_days(r) != days):
+            kept = _noncurrent_days(rule)
+            assert kept is not None
+            if kept == days or (kept > days and rule.get("ID") != GUARD_RULE_ID):
                 return Finding(
                     name,
                     True,
                     True,
-                    f"rule {_rule_name(rule)} expires noncurrent versions after {days} days",
+                    f"rule {_rule_name(rule)} expires noncurrent versions after {_retention(rule)}",
                 )
         others = [
             f"rule {_rule_name(r)}: {_noncurrent_days(r)} days"
@@ -391,9 +420,13 @@ class DocumentBucket:
         )
         if others:
             detail += f"; found {', '.join(others)}"
+        if blocking:
+            detail += f"; {self._refusal(blocking, days)}"
         return Finding(name, False, True, detail)
 
-    def _abort_finding(self, rules: list[dict[str, Any]]) -> Finding:
+    def _abort_finding(
+        self, rules: list[dict[str, Any]], blocking: list[dict[str, Any]]
+    ) -> Finding:
         name = "abort_multipart"
         for rule in rules:
             if self._covers(rule) and _abort_days(rule) is not None:
@@ -404,11 +437,50 @@ class DocumentBucket:
                     f"rule {_rule_name(rule)} aborts incomplete multipart uploads after "
                     f"{_abort_days(rule)} days",
                 )
-        return Finding(
-            name,
-            False,
-            True,
-            "no rule aborts incomplete multipart uploads (their parts are billed until aborted)",
+        detail = (
+            "no rule aborts incomplete multipart uploads (their parts are billed until aborted)"
+        )
+        if blocking:
+            detail += (
+                f"; ensure does not put the guard's rule {GUARD_RULE_ID} here (see "
+                "noncurrent_expiration): add a rule of yours with AbortIncompleteMultipartUpload "
+                f"for {f'the prefix {self.scope!r}' if self.scope else 'the whole bucket'}"
+            )
+        return Finding(name, False, True, detail)
+
+    def _blocking(self, rules: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:
+        """The enabled rules of others, overlapping the documents (whole bucket, a prefix of
+        theirs, or narrower inside it), whose retention the guard's rule would shorten if
+        added or updated to `days`: where lifecycle rules overlap, S3 applies the shortest
+        expiration. None when the guard's own rule already expires noncurrent versions of all
+        the documents after at most `days` (updating it then shortens nothing)."""
+        own = next((r for r in rules if r.get("ID") == GUARD_RULE_ID), None)
+        if own is not None and self._covers(own) and not _newer_kept(own):
+            kept = _noncurrent_days(own)
+            if kept is not None and kept <= days:
+                return []
+        return [
+            r
+            for r in rules
+            if r.get("ID") != GUARD_RULE_ID and self._overlaps(r) and _keeps_longer(r, days)
+        ]
+
+    def _refusal(self, blocking: list[dict[str, Any]], days: int) -> str:
+        """Why ensure leaves the lifecycle configuration alone, and what the operator can do."""
+        named = ", ".join(
+            f"{_rule_name(r)} ({_under(_rule_prefix(r))}: {_retention(r)})" for r in blocking
+        )
+        advice = f"lower their NoncurrentDays to {days} yourself"
+        if any(_newer_kept(r) for r in blocking):
+            advice += " (without NewerNoncurrentVersions)"
+        else:
+            most = max(_noncurrent_days(r) or 0 for r in blocking)
+            advice += f", or set documents.noncurrent_days to {most} to keep them that long"
+        return (
+            f"ensure does not put the guard's rule {GUARD_RULE_ID} ({days} days): rule(s) "
+            f"{named} keep noncurrent versions longer, and where lifecycle rules overlap S3 "
+            f"applies the shortest expiration, so the guard's rule would permanently delete "
+            f"versions they keep; {advice}"
         )
 
     def _replication_finding(self, replication: dict[str, Any] | None) -> Finding:
@@ -453,6 +525,19 @@ class DocumentBucket:
                     f"rule {_rule_name(rule)} expires current objects "
                     f"{_under(_rule_prefix(rule))}: documents there disappear "
                     "(and, versioned, are deleted later as noncurrent versions)"
+                )
+        own = next((r for r in rules if r.get("ID") == GUARD_RULE_ID and _enabled(r)), None)
+        ours = _noncurrent_days(own) if own is not None else None
+        if ours is not None:
+            for rule in rules:
+                if rule is own or not self._overlaps(rule) or not _keeps_longer(rule, ours):
+                    continue
+                warnings.append(
+                    f"rule {_rule_name(rule)} keeps noncurrent versions {_retention(rule)} "
+                    f"{_under(_rule_prefix(rule))}, but the guard's rule {GUARD_RULE_ID} expires "
+                    f"them after {ours} days there (S3 applies the shortest expiration): if that "
+                    "rule's retention is meant, remove the guard's rule or set "
+                    f"documents.noncurrent_days to {_noncurrent_days(rule)} and run ensure"
                 )
         return warnings
 
@@ -512,6 +597,8 @@ class DocumentBucket:
         if index is not None:
             if self._is_guard_rule(rules[index]):
                 return
+            if self._refuses(plan):
+                return
             new_rules = [*rules[:index], wanted, *rules[index + 1 :]]
             change = Change(
                 "lifecycle",
@@ -528,6 +615,8 @@ class DocumentBucket:
                     "lifecycle: the bucket's own rules already do what the guard's would"
                 )
                 return
+            if self._refuses(plan):
+                return
             new_rules = [*rules, wanted]
             change = Change(
                 "lifecycle",
@@ -543,6 +632,16 @@ class DocumentBucket:
         configuration["Rules"] = copy.deepcopy(new_rules)
         plan.lifecycle = configuration
         plan.changes.append(change)
+
+    def _refuses(self, plan: Plan) -> bool:
+        """Whether the guard's rule would shorten another rule's retention: then the plan
+        leaves the lifecycle configuration alone, with a note saying why."""
+        blocking = self._blocking(plan.status.rules, self.documents.noncurrent_days)
+        if blocking:
+            plan.notes.append(
+                f"lifecycle: {self._refusal(blocking, self.documents.noncurrent_days)}"
+            )
+        return bool(blocking)
 
     def _plan_replication(self, plan: Plan) -> None:
         settings = self.documents.replication

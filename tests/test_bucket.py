@@ -20,7 +20,7 @@ import yaml
 from flows.bucket_guard import bucket_guard
 from spectron_backup.bucket import GUARD_RULE_ID, GuardFailed, open_document_bucket
 from spectron_backup.config import DocumentsConfig
-from spectron_backup.errors import UsageError
+from spectron_backup.errors import OperationFailed, UsageError
 from tests.flow_runs import HOOK_SECRET, Webhook, artifacts_of, logs_of, wait_for_event
 from tests.s3server import S3_TEST_ENV, moto_s3_server
 
@@ -235,19 +235,227 @@ def test_rules_of_the_bucket_that_already_do_the_job_are_enough(
     assert plan.changes == []
     assert lifecycle(s3_client, s3_bucket) == [theirs]
 
-    # With another number of days, the guard adds its own rule, in the old form as well
-    # (one configuration should not mix both forms).
+    # Wanting more days than the house rule keeps, the guard adds its own rule, in the old
+    # form as well (one configuration should not mix both forms); S3 applies the shortest
+    # expiration, so the house rule's 90 days still win: a warning says so.
     guard = open_document_bucket(
         DocumentsConfig(
-            url=f"s3://{s3_bucket}/spectron", endpoint_url=s3_server, noncurrent_days=60
+            url=f"s3://{s3_bucket}/spectron", endpoint_url=s3_server, noncurrent_days=120
         )
     )
     plan, after = guard.ensure()
     assert after.ok and [c.setting for c in plan.changes] == ["lifecycle"]
+    assert any("house-rule" in w and "90 days" in w for w in after.warnings)
     rules = lifecycle(s3_client, s3_bucket)
     assert rules[0] == theirs
     assert rules[1]["ID"] == GUARD_RULE_ID and rules[1]["Prefix"] == "spectron/"
     assert "Filter" not in rules[1]
+    guard.close()
+
+
+def test_a_whole_bucket_rule_keeping_versions_longer_is_never_shortened(
+    cli, tmp_path: Path, s3_server: str, s3_client: Any, s3_bucket: str
+) -> None:
+    """Where lifecycle rules overlap, S3 applies the shortest expiration: a 90-day guard rule
+    next to a 365-day rule of the bucket would delete versions 90 to 365 days old."""
+    keep_a_year = {
+        "ID": "keep-a-year",
+        "Filter": {"Prefix": ""},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 365},
+    }
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": [keep_a_year]}
+    )
+    config = str(
+        write_config(tmp_path, {"url": f"s3://{s3_bucket}/docs", "endpoint_url": s3_server})
+    )
+
+    check = cli("bucket", "check", "--config", config, "--json")
+    report = json.loads(check.stdout)
+    findings = {f["name"]: f for f in report["findings"]}
+    assert findings["noncurrent_expiration"]["ok"] is True
+    assert "keep-a-year" in findings["noncurrent_expiration"]["detail"]
+    assert "365 days" in findings["noncurrent_expiration"]["detail"]
+    # The rule does not abort multipart uploads, and the guard's rule may not go next to it.
+    assert report["missing"] == ["versioning", "abort_multipart"]
+    assert "AbortIncompleteMultipartUpload" in findings["abort_multipart"]["detail"]
+
+    done = cli("bucket", "ensure", "--config", config, "--json")
+    assert done.returncode == 1, done.stderr  # abort_multipart is still missing: the operator's
+    result = json.loads(done.stdout)
+    assert [c["setting"] for c in result["changes"]] == ["versioning"]
+    [note] = [n for n in result["notes"] if n.startswith("lifecycle:")]
+    assert "keep-a-year" in note and "365 days" in note and "shortest expiration" in note
+    assert lifecycle(s3_client, s3_bucket) == [keep_a_year]  # no lifecycle change
+    assert versioning(s3_client, s3_bucket) == "Enabled"
+
+    # The operator has the rule abort multipart uploads too: the bucket is guarded as it is.
+    keep_a_year["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": 3}
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": [keep_a_year]}
+    )
+    check = cli("bucket", "check", "--config", config, "--json")
+    assert check.returncode == 0, check.stdout
+    again = cli("bucket", "ensure", "--config", config, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["changes"] == []
+    assert lifecycle(s3_client, s3_bucket) == [keep_a_year]
+
+
+def test_a_narrower_rule_keeping_versions_longer_stops_ensure_with_the_reason(
+    cli, tmp_path: Path, s3_server: str, s3_client: Any, s3_bucket: str
+) -> None:
+    legal = {
+        "ID": "legal-hold",
+        "Filter": {"Prefix": "docs/legal/"},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 3650},
+    }
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": [legal]}
+    )
+    enable_versioning(s3_client, s3_bucket)
+    documents = {"url": f"s3://{s3_bucket}/docs", "endpoint_url": s3_server}
+    config = str(write_config(tmp_path, documents))
+
+    check = cli("bucket", "check", "--config", config, "--json")
+    assert check.returncode == 1
+    report = json.loads(check.stdout)
+    assert report["missing"] == ["noncurrent_expiration", "abort_multipart"]
+    detail = report["findings"][1]["detail"]
+    assert "legal-hold" in detail and "3650 days" in detail
+    assert "documents.noncurrent_days to 3650" in detail
+
+    for extra in (["--dry-run"], []):
+        done = cli("bucket", "ensure", "--config", config, *extra)
+        assert done.returncode == (0 if extra else 1), done.stderr
+        assert "nothing to change" in done.stderr
+        assert "note: lifecycle: ensure does not put the guard's rule" in done.stderr
+        assert "legal-hold" in done.stderr
+        assert lifecycle(s3_client, s3_bucket) == [legal]
+
+    # Following the note: the guard keeps every document's versions that long.
+    documents["noncurrent_days"] = 3650
+    config = str(write_config(tmp_path, documents, name="longer.yaml"))
+    done = cli("bucket", "ensure", "--config", config, "--json")
+    assert done.returncode == 0, done.stderr
+    rules = lifecycle(s3_client, s3_bucket)
+    assert rules[0] == legal and rules[1]["ID"] == GUARD_RULE_ID
+    assert rules[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 3650}
+
+
+def test_a_guard_rule_cutting_a_longer_rule_short_is_reported_and_only_lengthened(
+    s3_server: str, s3_client: Any, s3_bucket: str
+) -> None:
+    """The state an older ensure left: its 90-day rule next to a rule keeping a year."""
+    keep_a_year = {
+        "ID": "keep-a-year",
+        "Filter": {"Prefix": ""},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 365},
+    }
+    enable_versioning(s3_client, s3_bucket)
+    url = f"s3://{s3_bucket}"
+    old = open_document_bucket(DocumentsConfig(url=url, endpoint_url=s3_server))
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": [keep_a_year, old.guard_rule()]}
+    )
+    status = old.check()
+    assert status.ok
+    assert any("keep-a-year" in w and "365 days" in w for w in status.warnings), status.warnings
+
+    # Fewer days would shorten keep-a-year further: refused. More days shorten nothing.
+    for days, updated in ((30, False), (180, True)):
+        guard = open_document_bucket(
+            DocumentsConfig(url=url, endpoint_url=s3_server, noncurrent_days=days)
+        )
+        plan, _ = guard.ensure()
+        [ours] = [r for r in lifecycle(s3_client, s3_bucket) if r["ID"] == GUARD_RULE_ID]
+        assert ours["NoncurrentVersionExpiration"]["NoncurrentDays"] == (180 if updated else 90)
+        assert bool(plan.changes) is updated
+        assert any("keep-a-year" in n for n in plan.notes) is not updated
+        assert lifecycle(s3_client, s3_bucket)[0] == keep_a_year
+        guard.close()
+    old.close()
+
+
+def test_newer_noncurrent_versions_count_as_keeping_longer(
+    s3_server: str, s3_bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule keeping the newest versions whatever their age keeps at least its days (enough
+    for the check), and the guard's plain rule would delete what it keeps. moto drops
+    NewerNoncurrentVersions from a NoncurrentVersionExpiration it stores, so the rule comes
+    in the lifecycle configuration as S3 answers it (the one read replaced; no write is made)."""
+    newest = {
+        "ID": "keep-newest",
+        "Filter": {"Prefix": "docs/"},
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 90, "NewerNoncurrentVersions": 5},
+    }
+    enable_versioning(s3_client, s3_bucket)
+    for url, covers in ((f"s3://{s3_bucket}/docs", True), (f"s3://{s3_bucket}", False)):
+        guard = open_document_bucket(DocumentsConfig(url=url, endpoint_url=s3_server))
+        monkeypatch.setattr(guard, "_lifecycle", lambda: {"Rules": [newest]})
+        status = guard.check()
+        finding = status.finding("noncurrent_expiration")
+        assert finding.ok is covers, finding
+        if covers:
+            assert "keeping the newest 5" in finding.detail
+        else:  # the rule is narrower than the whole bucket: the guard's own rule is missing
+            assert "keep-newest" in finding.detail and "NewerNoncurrentVersions" in finding.detail
+        plan = guard.plan(status)
+        assert plan.changes == [] and plan.lifecycle is None
+        assert any("keep-newest" in n and "NewerNoncurrentVersions" in n for n in plan.notes)
+        guard.close()
+
+
+def test_apply_refuses_a_lifecycle_configuration_changed_since_the_plan(
+    s3_server: str, s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": OTHER_RULES}
+    )
+    enable_versioning(s3_client, s3_bucket)
+    guard = open_document_bucket(DocumentsConfig(url=f"s3://{s3_bucket}", endpoint_url=s3_server))
+    plan = guard.plan()
+    assert [c.setting for c in plan.changes] == ["lifecycle"]
+
+    # Somebody adds a rule between the plan and its application: writing the plan would drop it.
+    meanwhile = [
+        *OTHER_RULES,
+        {
+            "ID": "meanwhile",
+            "Filter": {"Prefix": "m/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 5},
+        },
+    ]
+    s3_client.put_bucket_lifecycle_configuration(
+        Bucket=s3_bucket, LifecycleConfiguration={"Rules": meanwhile}
+    )
+    written = lifecycle(s3_client, s3_bucket)
+    with pytest.raises(OperationFailed, match="changed while ensure ran: nothing written"):
+        guard.apply(plan)
+    assert lifecycle(s3_client, s3_bucket) == written
+
+    # Somebody writes right after ensure did (a race no read can close; injected at the
+    # request): ensure reads the rules back and says which one is gone.
+    plan = guard.plan()
+    real = guard.store.request
+
+    def racing(operation: str, what: str, **kwargs: Any) -> Any:
+        result = real(operation, what, **kwargs)
+        if operation == "put_bucket_lifecycle_configuration":
+            rules = [r for r in lifecycle(s3_client, s3_bucket) if r["ID"] != "tmp-cleanup"]
+            s3_client.put_bucket_lifecycle_configuration(
+                Bucket=s3_bucket, LifecycleConfiguration={"Rules": rules}
+            )
+        return result
+
+    monkeypatch.setattr(guard.store, "request", racing)
+    with pytest.raises(OperationFailed, match=r"tmp-cleanup .* no longer as they were"):
+        guard.apply(plan)
     guard.close()
 
 

@@ -69,6 +69,7 @@ def test_schedules_are_the_documented_ones_in_utc(deployments: dict[str, dict]) 
     assert crons["flows/backup.py:backup"] == [("0 2 * * *", "UTC")]
     assert crons["flows/drill.py:restore_drill"] == [("0 5 * * *", "UTC")]
     assert crons["flows/expire.py:expire_sweep"] == [("0 * * * *", "UTC")]
+    assert crons["flows/bucket_guard.py:bucket_guard"] == [("0 1 * * *", "UTC")]
     assert crons["flows/prune.py:prune"] == []
 
 
