@@ -543,16 +543,19 @@ class DocumentBucket:
 
     # -- ensure ---------------------------------------------------------------------------------
 
-    def guard_rule(self, legacy: bool = False) -> dict[str, Any]:
+    def guard_rule(self, legacy: bool = False, noncurrent: bool = True) -> dict[str, Any]:
         """The guard's own lifecycle rule (in the old top-level Prefix form when the bucket's
-        other rules use it: one configuration should not mix both forms)."""
+        other rules use it: one configuration should not mix both forms). Without
+        `noncurrent` it only aborts incomplete multipart uploads: for a bucket whose own rule
+        already keeps noncurrent versions long enough."""
         rule: dict[str, Any] = {"ID": GUARD_RULE_ID}
         if legacy:
             rule["Prefix"] = self.scope
         else:
             rule["Filter"] = {"Prefix": self.scope}
         rule["Status"] = "Enabled"
-        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": self.documents.noncurrent_days}
+        if noncurrent:
+            rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": self.documents.noncurrent_days}
         rule["AbortIncompleteMultipartUpload"] = {
             "DaysAfterInitiation": self.documents.abort_multipart_days
         }
@@ -613,6 +616,25 @@ class DocumentBucket:
             if status.finding("noncurrent_expiration").ok and status.finding("abort_multipart").ok:
                 plan.notes.append(
                     "lifecycle: the bucket's own rules already do what the guard's would"
+                )
+                return
+            if status.finding("noncurrent_expiration").ok:
+                # another rule keeps noncurrent versions long enough: the guard's rule only
+                # aborts multipart uploads, which shortens no one's retention
+                wanted = self.guard_rule(legacy, noncurrent=False)
+                plan.lifecycle = copy.deepcopy(status.lifecycle or {})
+                plan.lifecycle["Rules"] = copy.deepcopy([*rules, wanted])
+                plan.changes.append(
+                    Change(
+                        "lifecycle",
+                        f"add rule {GUARD_RULE_ID}",
+                        f"add the guard's rule (keeping the {len(rules)} other rule(s)), "
+                        f"aborting incomplete multipart uploads {_under(self.scope)} after "
+                        f"{self.documents.abort_multipart_days} days; noncurrent versions are "
+                        "left to the bucket's own rule",
+                        None,
+                        wanted,
+                    )
                 )
                 return
             if self._refuses(plan):

@@ -282,25 +282,25 @@ def test_a_whole_bucket_rule_keeping_versions_longer_is_never_shortened(
     assert "AbortIncompleteMultipartUpload" in findings["abort_multipart"]["detail"]
 
     done = cli("bucket", "ensure", "--config", config, "--json")
-    assert done.returncode == 1, done.stderr  # abort_multipart is still missing: the operator's
+    assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert [c["setting"] for c in result["changes"]] == ["versioning"]
-    [note] = [n for n in result["notes"] if n.startswith("lifecycle:")]
-    assert "keep-a-year" in note and "365 days" in note and "shortest expiration" in note
-    assert lifecycle(s3_client, s3_bucket) == [keep_a_year]  # no lifecycle change
+    assert [c["setting"] for c in result["changes"]] == ["versioning", "lifecycle"]
+    # the guard's rule only aborts multipart uploads: keep-a-year's 365 days stay in force
+    guard = {
+        "ID": "spectron-backup-guard",
+        "Filter": {"Prefix": "docs/"},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+    }
+    assert lifecycle(s3_client, s3_bucket) == [keep_a_year, guard]
     assert versioning(s3_client, s3_bucket) == "Enabled"
-
-    # The operator has the rule abort multipart uploads too: the bucket is guarded as it is.
-    keep_a_year["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": 3}
-    s3_client.put_bucket_lifecycle_configuration(
-        Bucket=s3_bucket, LifecycleConfiguration={"Rules": [keep_a_year]}
-    )
     check = cli("bucket", "check", "--config", config, "--json")
     assert check.returncode == 0, check.stdout
+
     again = cli("bucket", "ensure", "--config", config, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["changes"] == []
-    assert lifecycle(s3_client, s3_bucket) == [keep_a_year]
+    assert lifecycle(s3_client, s3_bucket) == [keep_a_year, guard]
 
 
 def test_a_narrower_rule_keeping_versions_longer_stops_ensure_with_the_reason(
@@ -405,8 +405,14 @@ def test_newer_noncurrent_versions_count_as_keeping_longer(
         else:  # the rule is narrower than the whole bucket: the guard's own rule is missing
             assert "keep-newest" in finding.detail and "NewerNoncurrentVersions" in finding.detail
         plan = guard.plan(status)
-        assert plan.changes == [] and plan.lifecycle is None
-        assert any("keep-newest" in n and "NewerNoncurrentVersions" in n for n in plan.notes)
+        if covers:  # only multipart uploads are left for the guard's rule to handle
+            [change] = plan.changes
+            assert "NoncurrentVersionExpiration" not in change.after
+            assert change.after["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+            assert plan.lifecycle["Rules"][0] == newest  # kept as it is
+        else:
+            assert plan.changes == [] and plan.lifecycle is None
+            assert any("keep-newest" in n and "NewerNoncurrentVersions" in n for n in plan.notes)
         guard.close()
 
 
