@@ -70,7 +70,8 @@ class GuardFailed(OperationFailed):
         self.failures = list(failures)
         super().__init__(
             f"document bucket {bucket} is not guarded: {'; '.join(self.failures)} "
-            "(run `spectron-backup bucket ensure`, or set documents.guard.ensure for the flow)"
+            "(`spectron-backup bucket ensure --dry-run` shows what ensure would change, or why "
+            "it would not; documents.guard.ensure lets the daily flow ensure)"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, whatever Prefect does with it

@@ -123,7 +123,8 @@ def test_check_on_a_bare_bucket_reports_everything_missing(cli, docs: Path) -> N
 
     human = cli("bucket", "check", "--config", str(docs))
     assert human.returncode == 1 and human.stdout == ""
-    assert human.stderr.count("MISSING") == 3 and "bucket ensure" in human.stderr
+    assert human.stderr.count("MISSING") == 3
+    assert "`spectron-backup bucket ensure` would: enable versioning; add rule" in human.stderr
 
 
 def test_ensure_fixes_it_keeps_other_rules_and_a_second_ensure_changes_nothing(
@@ -326,6 +327,9 @@ def test_a_narrower_rule_keeping_versions_longer_stops_ensure_with_the_reason(
     detail = report["findings"][1]["detail"]
     assert "legal-hold" in detail and "3650 days" in detail
     assert "documents.noncurrent_days to 3650" in detail
+    human = cli("bucket", "check", "--config", config)
+    assert "`spectron-backup bucket ensure` changes nothing here" in human.stderr
+    assert "note: lifecycle: ensure does not put the guard's rule" in human.stderr
 
     for extra in (["--dry-run"], []):
         done = cli("bucket", "ensure", "--config", config, *extra)

@@ -61,6 +61,7 @@ def check(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
     """Report versioning, lifecycle rules and replication; exit 1 if something is missing."""
     with closing(_bucket(config)) as bucket:
         status = bucket.check()
+        plan = None if status.ok else bucket.plan(status)  # reads only; changes nothing
     if json_output:
         print_json(status.to_json())
     else:
@@ -69,7 +70,14 @@ def check(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
             err.print("[green]the document bucket is guarded[/]")
         else:
             names = ", ".join(f.name for f in status.missing)
-            err.print(f"missing: {names}; `spectron-backup bucket ensure` sets them up")
+            assert plan is not None
+            if plan.changes:
+                fixes = "; ".join(c.action for c in plan.changes)
+                err.print(f"missing: {names}; `spectron-backup bucket ensure` would: {fixes}")
+            else:
+                err.print(f"missing: {names}; `spectron-backup bucket ensure` changes nothing here")
+            for note in plan.notes:
+                err.print(f"  note: {escape(note)}", soft_wrap=True)
     if not status.ok:
         raise typer.Exit(1)
 
