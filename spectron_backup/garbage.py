@@ -9,9 +9,10 @@ incomplete_grace`, 24 hours by default):
   still writing long after it started, and must not lose its first objects before its
   manifest is written. On S3 a multipart upload still pending inside the folder also counts
   as activity (a large database may take hours to upload and appears only at the end);
-* on S3, multipart uploads under the store's prefix that were started longer ago than the
-  grace period and never completed or aborted (their parts are billed, invisible in
-  listings).
+* writes that never finished, started longer ago than the grace period: on S3, multipart
+  uploads under the store's prefix never completed or aborted (their parts are billed,
+  invisible in listings); in a file store, the temporary files a killed write leaves
+  (`.<name>.tmp-<hex>`, invisible to `list`). Both are `multipart-upload` garbage.
 
 Folders under `backups/` whose name is not a backup id are never touched.
 """

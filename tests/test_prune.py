@@ -475,7 +475,7 @@ def test_collect_garbage_reports_problems_and_goes_on(file_store):
     problems = collect_garbage(Repository(file_store), items)
     assert len(problems) == 3
     assert "not a backup folder" in problems[0]
-    assert "cannot abort a multipart upload" in problems[1]
+    assert "'u' is not a temporary file of 'backups/x/y'" in problems[1]
     assert "has a manifest now" in problems[2]
     assert not list(file_store.list(f"backups/{a}/"))
     assert file_store.exists(object_key(b, "acme", "prod"))
@@ -655,3 +655,24 @@ def test_default_retention_locks_every_new_backup(s3_server, s3_client):
     )
     assert complete_ids(store) == set(ids)
     store.close()
+
+
+def test_a_crashed_write_s_temporary_file_is_collected_after_the_grace_period(file_store):
+    """The file store's counterpart of a stale multipart upload: what a killed backup leaves."""
+    done = write_backup(file_store, NOW - timedelta(days=2), complete=True)
+    folder = file_store.root / "backups" / done
+    stale = folder / ".spectron.surql.zst.tmp-0123456789ab"
+    fresh = folder / ".other.surql.zst.tmp-ba9876543210"
+    for path, age in ((stale, timedelta(hours=30)), (fresh, timedelta(hours=2))):
+        path.write_bytes(b"half a dump")
+        os.utime(path, ((NOW - age).timestamp(), (NOW - age).timestamp()))
+    repo = Repository(file_store)
+
+    garbage = find_garbage(repo, timedelta(hours=24), NOW)
+    assert [(g.kind, g.key) for g in garbage] == [
+        ("multipart-upload", f"backups/{done}/spectron.surql.zst")
+    ]
+    assert collect_garbage(repo, garbage) == []
+    assert not stale.exists() and fresh.exists()
+    assert repo.read_manifest(done).backup_id == done  # the complete backup is untouched
+    assert find_garbage(repo, timedelta(hours=24), NOW) == []

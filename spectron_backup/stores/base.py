@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from spectron_backup.errors import OperationFailed, UsageError
 
@@ -244,3 +244,12 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class PendingUpload(NamedTuple):
+    """A write that was started and neither completed nor aborted: an S3 multipart upload, or
+    a file store's temporary file. `upload_id` names it for `abort_multipart_upload`."""
+
+    key: str
+    upload_id: str
+    initiated: datetime

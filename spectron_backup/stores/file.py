@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from spectron_backup.stores.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectWriter,
+    PendingUpload,
     Store,
     StoreError,
     validate_key,
@@ -55,6 +57,10 @@ _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+
+
+#: `_temp_name`'s names: `.<name>.tmp-<12 hex>`
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{12}$")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -296,6 +302,42 @@ class FileStore(Store):
                     modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
                     metadata={},
                 )
+
+    # -- writes that never finished ----------------------------------------------------------
+
+    def list_multipart_uploads(self, prefix: str = "") -> list[PendingUpload]:
+        """The temporary files of writes that never finished (a crash, a kill), under
+        `prefix`: this store's counterpart of S3's pending multipart uploads, so that garbage
+        collection ages and removes both alike. `key` is the object the write would have
+        become, `upload_id` the temporary file's name, `initiated` its last modification."""
+        validate_prefix(prefix)
+        found: list[PendingUpload] = []
+        if not self.root.is_dir():
+            return found
+        for directory, _dirs, files in os.walk(self.root):
+            rel = Path(directory).relative_to(self.root).as_posix()
+            for name in files:
+                match = _TEMP.match(name)
+                if not match:
+                    continue
+                key = match["name"] if rel == "." else f"{rel}/{match['name']}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    modified = os.stat(os.path.join(directory, name)).st_mtime
+                except FileNotFoundError:
+                    continue  # finished or removed meanwhile
+                found.append(PendingUpload(key, name, datetime.fromtimestamp(modified, tz=UTC)))
+        return sorted(found, key=lambda u: (u.key, u.initiated))
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        """Remove one temporary file found by `list_multipart_uploads`; idempotent."""
+        match = _TEMP.match(upload_id)
+        if not match or "/" in upload_id or match["name"] != key.rpartition("/")[2]:
+            raise UsageError(f"{upload_id!r} is not a temporary file of {key!r}")
+        directory = self.root.joinpath(*key.split("/")[:-1])
+        with suppress(FileNotFoundError):
+            (directory / upload_id).unlink()
 
     def delete(self, key: str) -> None:
         path = self._path(key)

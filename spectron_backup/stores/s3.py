@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -68,6 +68,7 @@ from spectron_backup.stores.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectWriter,
+    PendingUpload,
     Store,
     StoreError,
     TransientStoreError,
@@ -137,14 +138,6 @@ _STREAM_ERRORS = (
     BotoConnectionError,
     OSError,
 )
-
-
-class PendingUpload(NamedTuple):
-    """A multipart upload that was started and neither completed nor aborted."""
-
-    key: str
-    upload_id: str
-    initiated: datetime
 
 
 def _error_code(exc: ClientError) -> tuple[str, int]:
