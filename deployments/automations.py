@@ -12,7 +12,6 @@ with the failed flow run or the last event in context) and posts them.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 
 from spectron_backup.alerts import scrub
 from spectron_backup.commands.config_option import ConfigPath
-from spectron_backup.commands.options import JsonOutput, reports_errors
+from spectron_backup.commands.options import JsonOutput, reports_errors, run_app
 from spectron_backup.config import Config, load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.durations import format_duration, parse_duration
@@ -335,9 +334,7 @@ app.command()(command)
 
 
 def main() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Every step is idempotent: run it again after changing prefect.yaml, the alerts o
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -33,7 +32,7 @@ from deployments.automations import (
     show_report,
 )
 from spectron_backup.commands.config_option import ConfigPath
-from spectron_backup.commands.options import reports_errors
+from spectron_backup.commands.options import reports_errors, run_app
 from spectron_backup.config import CONFIG_ENV, load_config
 from spectron_backup.console import err
 from spectron_backup.errors import OperationFailed, UsageError
@@ -148,9 +147,7 @@ app.command()(command)
 
 
 def main() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

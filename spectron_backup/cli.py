@@ -6,8 +6,6 @@ configuration or input.
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from spectron_backup.commands import (
@@ -24,6 +22,7 @@ from spectron_backup.commands import (
     retention,
     seed,
 )
+from spectron_backup.commands.options import run_app
 
 app = typer.Typer(
     name="spectron-backup",
@@ -47,10 +46,7 @@ app.add_typer(bucket.app, name="bucket")
 
 
 def main() -> None:
-    # No telemetry from Prefect: its server would otherwise call out on every start.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":
