@@ -19,18 +19,42 @@ HOOK_SECRET = "T0DRILL/B0DRILL/not-for-logs-9f3c1a"
 @dataclass
 class Webhook:
     url: str
+    #: every message, as {"path": ..., "json": ...}, in the order received
     received: list[dict[str, Any]] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def texts(self) -> list[str]:
+        with self.changed:
+            return [m["json"].get("text", "") for m in self.received]
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        """The text of the first message containing `needle`, waiting up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for message in self.received:
+                    if needle in message["json"].get("text", ""):
+                        return message["json"]["text"]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"no webhook message with {needle!r} in {timeout}s; got {self.texts()}"
+                    )
+                self.changed.wait(left)
 
 
 @contextmanager
-def webhook_listening() -> Iterator[Webhook]:
-    """A Slack-like incoming webhook on loopback that keeps every JSON message POSTed to it."""
+def webhook_listening(secret: str = HOOK_SECRET) -> Iterator[Webhook]:
+    """A Slack-like incoming webhook on loopback that keeps every JSON message POSTed to it,
+    at `/services/<secret>`."""
     hook = Webhook("")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            hook.received.append({"path": self.path, "json": json.loads(body)})
+            with hook.changed:
+                hook.received.append({"path": self.path, "json": json.loads(body)})
+                hook.changed.notify_all()
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -41,7 +65,7 @@ def webhook_listening() -> Iterator[Webhook]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/services/{HOOK_SECRET}"
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/services/{secret}"
     try:
         yield hook
     finally:

@@ -15,12 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pytest
 
 from deployments.automations import load_definitions
 from deployments.deploy import deployments_of
+from tests.flow_runs import Webhook, webhook_listening
 from tests.s3server import S3_TEST_ENV, S3_TEST_UNSET
 
 pytestmark = pytest.mark.e2e
@@ -160,59 +159,10 @@ def api_client(server: Server) -> Iterator[Any]:
 # -- the webhook receiver ---------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    url: str = ""
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def texts(self) -> list[str]:
-        with self.changed:
-            return [m.get("text", "") for m in self.messages]
-
-    def wait_for(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                for message in self.messages:
-                    if needle in message.get("text", ""):
-                        return message["text"]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"no webhook message with {needle!r} in {timeout}s; got {self.texts()}"
-                    )
-                self.changed.wait(left)
-
-
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    received = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with received.changed:
-                received.paths.append(self.path)
-                received.messages.append(json.loads(body))
-                received.changed.notify_all()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    received.url = f"http://127.0.0.1:{http.server_address[1]}/services/{HOOK_SECRET}"
-    try:
-        yield received
-    finally:
-        http.shutdown()
-        http.server_close()
+def receiver() -> Iterator[Webhook]:
+    with webhook_listening(HOOK_SECRET) as hook:
+        yield hook
 
 
 # -- the Spectron instance, the backup target and the configuration ---------------------------
@@ -227,7 +177,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(
-    tmp_path_factory: pytest.TempPathFactory, s3_server: str, receiver: Receiver, server: Server
+    tmp_path_factory: pytest.TempPathFactory, s3_server: str, receiver: Webhook, server: Server
 ) -> Site:
     root = tmp_path_factory.mktemp("site")
     source = f"surrealkv://{root / 'spectron'}"
@@ -499,7 +449,7 @@ def test_drill_deployment_passes_on_the_fresh_backup(server: Server, drill_run: 
     assert checks and all(c["passed"] for c in checks)
 
 
-def test_silence_after_the_last_backup_alerts(receiver: Receiver, backup_run: Run) -> None:
+def test_silence_after_the_last_backup_alerts(receiver: Webhook, backup_run: Run) -> None:
     """The missing-backup automation (a Prefect proactive trigger, here with a 10 s window)
     fires once the window after the backup's completed event passes without another, then
     reminds every window while the silence lasts."""
@@ -510,7 +460,7 @@ def test_silence_after_the_last_backup_alerts(receiver: Receiver, backup_run: Ru
 
 
 def test_a_corrupted_backup_fails_the_drill_and_the_automation_alerts_once(
-    server: Server, site: Site, worker: Path, receiver: Receiver, drill_run: Run
+    server: Server, site: Site, worker: Path, receiver: Webhook, drill_run: Run
 ) -> None:
     client = s3_client(site.s3)
     [key] = [
@@ -539,7 +489,7 @@ def test_a_corrupted_backup_fails_the_drill_and_the_automation_alerts_once(
     assert sum("restore drill" in t.lower() for t in receiver.texts()) == 1
 
 
-def test_a_failed_expire_sweep_alerts(server: Server, worker: Path, receiver: Receiver) -> None:
+def test_a_failed_expire_sweep_alerts(server: Server, worker: Path, receiver: Webhook) -> None:
     run = run_deployment(server, worker, "expire-sweep/hourly", {"context": "no-such-context"})
     assert run.state == "Failed"
     text = receiver.wait_for("expire sweep failed", 90)
@@ -548,7 +498,7 @@ def test_a_failed_expire_sweep_alerts(server: Server, worker: Path, receiver: Re
 
 
 def test_the_webhook_secret_never_reaches_logs_or_messages(
-    server: Server, worker: Path, receiver: Receiver, backup_run: Run, drill_run: Run
+    server: Server, worker: Path, receiver: Webhook, backup_run: Run, drill_run: Run
 ) -> None:
     with api_client(server) as client:
         runs = client.read_flow_runs()
@@ -557,4 +507,4 @@ def test_the_webhook_secret_never_reaches_logs_or_messages(
     everything += receiver.texts()
     for text in everything:
         assert HOOK_SECRET not in text
-    assert all(path == f"/services/{HOOK_SECRET}" for path in receiver.paths)
+    assert all(m["path"] == f"/services/{HOOK_SECRET}" for m in receiver.received)
