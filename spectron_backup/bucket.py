@@ -623,31 +623,24 @@ class DocumentBucket:
                 # another rule keeps noncurrent versions long enough: the guard's rule only
                 # aborts multipart uploads, which shortens no one's retention
                 wanted = self.guard_rule(legacy, noncurrent=False)
-                plan.lifecycle = copy.deepcopy(status.lifecycle or {})
-                plan.lifecycle["Rules"] = copy.deepcopy([*rules, wanted])
-                plan.changes.append(
-                    Change(
-                        "lifecycle",
-                        f"add rule {GUARD_RULE_ID}",
-                        f"add the guard's rule (keeping the {len(rules)} other rule(s)), "
-                        f"aborting incomplete multipart uploads {_under(self.scope)} after "
-                        f"{self.documents.abort_multipart_days} days; noncurrent versions are "
-                        "left to the bucket's own rule",
-                        None,
-                        wanted,
-                    )
+                what = (
+                    f"aborting incomplete multipart uploads {_under(self.scope)} after "
+                    f"{self.documents.abort_multipart_days} days; noncurrent versions are "
+                    "left to the bucket's own rule"
                 )
+            elif self._refuses(plan):
                 return
-            if self._refuses(plan):
-                return
+            else:
+                what = (
+                    f"noncurrent versions {_under(self.scope)} expire after "
+                    f"{self.documents.noncurrent_days} days, incomplete multipart uploads are "
+                    f"aborted after {self.documents.abort_multipart_days} days"
+                )
             new_rules = [*rules, wanted]
             change = Change(
                 "lifecycle",
                 f"add rule {GUARD_RULE_ID}",
-                f"add the guard's rule (keeping the {len(rules)} other rule(s)): noncurrent "
-                f"versions {_under(self.scope)} expire after "
-                f"{self.documents.noncurrent_days} days, incomplete multipart uploads are "
-                f"aborted after {self.documents.abort_multipart_days} days",
+                f"add the guard's rule (keeping the {len(rules)} other rule(s)): {what}",
                 None,
                 wanted,
             )

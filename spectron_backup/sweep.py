@@ -135,15 +135,6 @@ Key = tuple[str, str, str, str]  # (table, category, reason, policy)
 
 
 @dataclass
-class SweepItem:
-    table: str
-    category: str
-    reason: Reason
-    policy: str
-    ids: list[str]
-
-
-@dataclass
 class Refusal:
     table: str
     would_delete: int
@@ -206,14 +197,6 @@ class SweepReport:
         self.changed += 1
         if len(self.changed_samples) < SAMPLES:
             self.changed_samples.append(record_id)
-
-    def items(self) -> list[SweepItem]:
-        """One item per (table, category, reason, policy), with its sample ids."""
-        return [
-            SweepItem(table, category, reason, policy, list(self.samples.get(key, [])))  # type: ignore[arg-type]
-            for key in sorted(self.deleted)
-            for table, category, reason, policy in (key,)
-        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
