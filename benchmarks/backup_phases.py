@@ -20,7 +20,7 @@ from spectron_backup.surreal import connect
 
 def export_all(url: str, outdir: str) -> dict:
     """Export alone: every database of the instance to plain dump files."""
-    from spectron_backup.atomic import atomic_text_writer
+    from spectron_backup.atomic import atomic_binary_writer
     from spectron_backup.dump.export import export_database
 
     with connect(url, must_exist=True) as conn:
@@ -30,7 +30,7 @@ def export_all(url: str, outdir: str) -> dict:
         records = size = 0
         for ref in refs:
             path = Path(outdir) / f"{ref.ns}__{ref.db}.surql"
-            with atomic_text_writer(path) as out:
+            with atomic_binary_writer(path) as out:
                 records += export_database(conn, ref.ns, ref.db, out).records
             size += path.stat().st_size
         seconds = time.perf_counter() - started

@@ -56,7 +56,7 @@ def rss_mb() -> float:
 
 
 def export(url: str, ns: str, db: str, out: str) -> dict:
-    from spectron_backup.atomic import atomic_text_writer
+    from spectron_backup.atomic import atomic_binary_writer
     from spectron_backup.dump.export import export_database
 
     with connect(url, must_exist=True) as conn:
@@ -64,7 +64,7 @@ def export(url: str, ns: str, db: str, out: str) -> dict:
         conn.run_one("INFO FOR DB")
         opened = rss_mb()  # the engine with the store open, before the export reads anything
         started = time.perf_counter()
-        with atomic_text_writer(Path(out)) as fp:
+        with atomic_binary_writer(Path(out)) as fp:
             summary = export_database(conn, ns, db, fp)
         seconds = time.perf_counter() - started
     return {

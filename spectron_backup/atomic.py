@@ -37,17 +37,3 @@ def atomic_binary_writer(path: Path) -> Iterator[IO[bytes]]:
         fp.close()
         tmp.unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def atomic_text_writer(path: Path) -> Iterator[IO[str]]:
-    """A UTF-8 text file (newlines written as \\n) at a temporary name, renamed at the end."""
-    import io
-
-    with atomic_binary_writer(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n", write_through=False)
-        try:
-            yield text
-            text.flush()
-        finally:
-            text.detach()

@@ -126,12 +126,9 @@ def backup_database(
             )
             with compressor.stream_writer(stored, closefd=False) as compressed:
                 raw = CountingWriter(compressed)
-                text = io.TextIOWrapper(
-                    io.BufferedWriter(raw, 1 << 20), encoding="utf-8", newline="\n"
-                )
-                summary = export_database(conn, ref.ns, ref.db, text, progress=progress)
-                text.flush()
-                text.detach().flush()
+                buffered = io.BufferedWriter(raw, 1 << 20)
+                summary = export_database(conn, ref.ns, ref.db, buffered, progress=progress)
+                buffered.flush()
             stages.close()  # the last encrypted chunk, before the digest is read
             sink.metadata["sha256"] = hashed.hexdigest()
             sink.metadata["raw-bytes"] = str(raw.bytes)

@@ -20,12 +20,15 @@ class TableHasher:
         self.count = 0
 
     def add(self, record_text: str) -> None:
-        digest = hashlib.sha256(record_text.encode("utf-8")).digest()
-        self._sum = (self._sum + int.from_bytes(digest, "big")) % _MOD
+        self.add_utf8(record_text.encode("utf-8"))
+
+    def add_utf8(self, record_text: bytes) -> None:
+        """`add` for text already encoded as UTF-8 (as the exporter reads it)."""
+        self._sum += int.from_bytes(hashlib.sha256(record_text).digest(), "big")
         self.count += 1
 
     def hexdigest(self) -> str:
-        return f"{self._sum:064x}"
+        return f"{self._sum % _MOD:064x}"
 
 
 def table_hash(record_texts: "list[str] | tuple[str, ...]") -> str:

@@ -163,7 +163,7 @@ def test_the_control_plane_passes_and_its_key_hashes_are_checked(seeded: Seeded)
 
 def test_a_restored_copy_under_other_names_passes(seeded: Seeded) -> None:
     """Export + import into another engine under a scratch prefix, as a drill does."""
-    dump = io.StringIO()
+    dump = io.BytesIO()
     summary = export_database(seeded.conn, seeded.ns, seeded.db, dump)
     entry = DatabaseEntry(
         ns=seeded.ns,
@@ -175,9 +175,9 @@ def test_a_restored_copy_under_other_names_passes(seeded: Seeded) -> None:
         tables={n: TableEntry(count=t.count, hash=t.hash) for n, t in summary.tables.items()},
         schema_hash=summary.schema_hash,
     )
-    dump.seek(0)
     with connect("mem://") as scratch:
-        assert import_dump(scratch, "drill_1_" + seeded.ns, seeded.db, dump).ok
+        text = io.StringIO(dump.getvalue().decode("utf-8"), newline="")
+        assert import_dump(scratch, "drill_1_" + seeded.ns, seeded.db, text).ok
         results = validate_restored(
             scratch,
             entry,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from spectron_backup.atomic import atomic_text_writer
+from spectron_backup.atomic import atomic_binary_writer
 from spectron_backup.commands.options import (
     AuthLevel,
     Database,
@@ -58,16 +57,12 @@ def command(
     ):
         progress = (lambda table, n: bar(f"{table}: {n:,} records")) if bar else None
         if to_stdout:
-            out = io.TextIOWrapper(
-                sys.stdout.buffer, encoding="utf-8", newline="\n", write_through=False
-            )
             try:
-                summary = export_database(conn, ns, db, out, progress=progress)
-                out.flush()
+                summary = export_database(conn, ns, db, sys.stdout.buffer, progress=progress)
             finally:
-                out.detach()
+                sys.stdout.buffer.flush()
         else:
-            with atomic_text_writer(Path(output)) as out:
+            with atomic_binary_writer(Path(output)) as out:
                 summary = export_database(conn, ns, db, out, progress=progress)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

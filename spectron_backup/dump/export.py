@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import IO, Any
 
 from spectron_backup.content_hash import TableHasher
 from spectron_backup.dump.format import (
@@ -74,6 +74,19 @@ class ExportSummary:
         }
 
 
+class _DumpOut:
+    """The dump's binary stream: schema text is encoded on the way, record text arrives
+    already encoded (see `pages.Row`) and goes straight through."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> None:
+        self.raw.write(text.encode("utf-8"))
+
+
 #: Called after each page with (table, records of that table so far).
 ProgressCallback = Callable[[str, int], None]
 
@@ -125,8 +138,10 @@ class Exporter:
         self.batch_size = batch_size
         self.progress = progress
 
-    def export(self, out: TextIO) -> ExportSummary:
+    def export(self, raw: IO[bytes]) -> ExportSummary:
+        """Write the dump (UTF-8) to `raw` and summarise it."""
         started = time.perf_counter()
+        out = _DumpOut(raw)
         conn = self.conn
         conn.use_existing(self.namespace, self.database)
         summary = ExportSummary(
@@ -167,7 +182,9 @@ class Exporter:
             f"({summary.snapshot_method})\n\n"
         )
 
-    def _write_db_sections(self, out: TextIO, info: dict[str, Any], summary: ExportSummary) -> None:
+    def _write_db_sections(
+        self, out: _DumpOut, info: dict[str, Any], summary: ExportSummary
+    ) -> None:
         for key, title in DB_SECTIONS:
             items: dict[str, str] = info.get(key) or {}
             if not items:
@@ -231,7 +248,7 @@ class Exporter:
 
     def _write_table(
         self,
-        out: TextIO,
+        out: _DumpOut,
         table: _Table,
         table_info: dict[str, Any],
         summary: ExportSummary,
@@ -254,7 +271,7 @@ class Exporter:
             txn=txn,
         ):
             for text, _edge in page:
-                hasher.add(text)
+                hasher.add_utf8(text)
             if table.view:
                 continue
             if not header_written:
@@ -267,9 +284,9 @@ class Exporter:
                 records = [text for text, is_edge in batch if not is_edge]
                 edges = [text for text, is_edge in batch if is_edge]
                 if records:
-                    out.write("INSERT [ " + ", ".join(records) + " ];\n")
+                    out.raw.write(b"INSERT [ " + b", ".join(records) + b" ];\n")
                 if edges:
-                    out.write("INSERT RELATION [ " + ", ".join(edges) + " ];\n")
+                    out.raw.write(b"INSERT RELATION [ " + b", ".join(edges) + b" ];\n")
             if self.progress:
                 self.progress(table.name, hasher.count)
         if header_written:
@@ -299,9 +316,10 @@ def export_database(
     conn: SurrealConnection,
     namespace: str,
     database: str,
-    out: TextIO,
+    out: IO[bytes],
     *,
     batch_size: int = INSERT_BATCH,
     progress: ProgressCallback | None = None,
 ) -> ExportSummary:
+    """Write the dump of `namespace/database` to the binary stream `out` (UTF-8 text)."""
     return Exporter(conn, namespace, database, batch_size=batch_size, progress=progress).export(out)

@@ -63,13 +63,13 @@ class RoundTrip(NamedTuple):
 def roundtrip(
     conn: SurrealConnection, ns: str = NS, db: str = DB, *, batch_size: int | None = None
 ) -> RoundTrip:
-    """Export `ns`/`db` of `conn` into a StringIO and import it into a fresh mem:// engine."""
-    out = io.StringIO()
+    """Export `ns`/`db` of `conn` into memory and import it into a fresh mem:// engine."""
+    out = io.BytesIO()
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     exported = export_database(conn, ns, db, out, **kwargs)
-    dump = out.getvalue()
+    dump = out.getvalue().decode("utf-8")
     restored = connect("mem://")
-    imported = import_dump(restored, ns, db, io.StringIO(dump))
+    imported = import_dump(restored, ns, db, io.StringIO(dump, newline=""))
     return RoundTrip(restored, exported, imported, dump)
 
 

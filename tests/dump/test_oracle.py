@@ -12,7 +12,6 @@ INFO FOR DB / INFO FOR TABLE text, so nothing is normalised.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -125,7 +124,7 @@ def test_our_dump_imports_into_surreal_import(
     oracle_dir, python_db, records_of, schema_of, tmp_path
 ) -> None:
     dump = tmp_path / "ours.surql"
-    with dump.open("w", encoding="utf-8", newline="") as out:
+    with dump.open("wb") as out:
         summary = export_database(python_db, NS, DB, out)
     assert summary.tables["aknows"].count == 2
 
@@ -196,7 +195,6 @@ def test_our_dump_of_their_import_round_trips_through_the_oracle(
     with open_dump(theirs) as fp:
         assert import_dump(conn, NS, DB, fp).ok
     ours = tmp_path / "ours.surql"
-    buffer = io.StringIO()
-    export_database(conn, NS, DB, buffer)
-    ours.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    with ours.open("wb") as out:
+        export_database(conn, NS, DB, out)
     assert oracle_records(oracle_import(oracle_dir, ours, tmp_path)) == records_of(conn)

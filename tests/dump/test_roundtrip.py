@@ -382,9 +382,9 @@ def test_rich_schema_round_trip(mem_db, records_of, schema_of, roundtrip) -> Non
 
 
 def export_text(conn, **kwargs) -> tuple[str, object]:
-    out = io.StringIO()
+    out = io.BytesIO()
     summary = export_database(conn, NS, DB, out, **kwargs)
-    return out.getvalue(), summary
+    return out.getvalue().decode("utf-8"), summary
 
 
 def test_dump_starts_with_comments_then_option_import(mem_db) -> None:
