@@ -2,8 +2,10 @@
 
 A seeded Spectron Context database of >= 200,000 records with 384-wide embeddings, on an
 embedded surrealkv store. Compared against the bare floor (every record's `<string>` text
-read with one query per table in the same kind of process) and against importing the same
-statements one per query. Each phase runs in its own process; RSS is that process's peak.
+read with one query per table in the same kind of process; medians of alternated runs) and
+against importing the same statements one per query. Each phase runs in its own process;
+RSS is that process's peak. The export runs once more as in a 2 GiB container, where the
+engine's block cache is sized from the container's limit instead of the host's RAM.
 """
 
 from __future__ import annotations
@@ -11,9 +13,19 @@ from __future__ import annotations
 import os
 import shutil
 
-from benchmarks.harness import WORK, run_phase, write_result
+from benchmarks.harness import (
+    WORK,
+    NoMemoryLimit,
+    median,
+    memory_limited,
+    run_phase,
+    write_result,
+)
 
 SCALE = float(os.environ.get("BENCH_DUMP_SCALE", "200"))
+REPEATS = int(os.environ.get("BENCH_DUMP_REPEATS", "3"))
+#: the export run again as in a container with this much memory (see harness.memory_limited)
+CONTAINER_MEMORY = 2 << 30
 
 
 def main() -> None:
@@ -26,14 +38,35 @@ def main() -> None:
     records = seeded.output["records"]
     print(f"seeded {records:,} records in {seeded.output['seconds']:.1f}s", flush=True)
 
-    floor = run_phase("benchmarks.dump_phases", "floor", source, ns, db)
     dump = work / "dump.surql"
-    export = run_phase("benchmarks.dump_phases", "export", source, ns, db, str(dump))
+    # Alternated, so a slow spell of the (shared) machine hits both sides; medians compared.
+    floors, exports = [], []
+    for _ in range(REPEATS):
+        floors.append(run_phase("benchmarks.dump_phases", "floor", source, ns, db))
+        exports.append(run_phase("benchmarks.dump_phases", "export", source, ns, db, str(dump)))
+    floor_s = median([f.output["seconds"] for f in floors])
+    export_s = median([e.output["seconds"] for e in exports])
+    export = exports[0]
     size = export.output["bytes"]
     print(
-        f"floor {floor.output['seconds']:.1f}s, export {export.output['seconds']:.1f}s, dump {size / 1e6:.0f} MB, export RSS {export.peak_rss_mb:.0f} MB",
+        f"floor {floor_s:.1f}s, export {export_s:.1f}s (medians of {REPEATS}), dump {size / 1e6:.0f} MB, export RSS {max(e.peak_rss_mb for e in exports):.0f} MB",
         flush=True,
     )
+    try:
+        with memory_limited(CONTAINER_MEMORY) as prefix:
+            contained = run_phase(
+                "benchmarks.dump_phases", "export", source, ns, db, str(dump), prefix=prefix
+            )
+        in_container: dict = {
+            "memory_limit_gib": CONTAINER_MEMORY / 2**30,
+            "seconds": round(contained.output["seconds"], 2),
+            "peak_rss_mb": round(contained.peak_rss_mb),
+        }
+        print(
+            f"export in a {CONTAINER_MEMORY >> 30} GiB cgroup: RSS {contained.peak_rss_mb:.0f} MB"
+        )
+    except NoMemoryLimit as exc:
+        in_container = {"not_measured": str(exc)}
     imported = run_phase(
         "benchmarks.dump_phases", "import", str(dump), f"surrealkv://{work / 'restored'}", ns, db
     )
@@ -67,17 +100,22 @@ def main() -> None:
             "store": "surrealkv",
         },
         "floor": {
-            **rates(floor.output["seconds"], floor.output["records"], floor.output["chars"]),
-            "peak_rss_mb": round(floor.peak_rss_mb),
+            **rates(floor_s, floors[0].output["records"], floors[0].output["chars"]),
+            "runs_s": [round(f.output["seconds"], 2) for f in floors],
+            "peak_rss_mb": round(max(f.peak_rss_mb for f in floors)),
         },
         "export": {
-            **rates(export.output["seconds"], export.output["records"], size),
-            "peak_rss_mb": round(export.peak_rss_mb),
+            **rates(export_s, export.output["records"], size),
+            "runs_s": [round(e.output["seconds"], 2) for e in exports],
+            "peak_rss_mb": round(max(e.peak_rss_mb for e in exports)),
             "rss_after_opening_the_store_mb": export.output["rss_after_open_mb"],
-            "rss_growth_during_export_mb": round(
-                export.peak_rss_mb - export.output["rss_after_open_mb"]
+            "why_rss_grows": (
+                "the engine's block cache keeps the values the export reads; it is sized to "
+                "half the memory the engine sees less 1 GiB (the host's RAM here, a "
+                "container's limit inside one), and nothing else sets it in this build"
             ),
         },
+        "export_in_a_memory_limited_container": in_container,
         "import_batched": {
             **rates(imported.output["seconds"], imported.output["records"], size),
             "peak_rss_mb": round(imported.peak_rss_mb),
@@ -96,10 +134,12 @@ def main() -> None:
             "met": export_vs_floor >= 0.8,
         },
         "export_peak_rss_mb": {
-            "value": result["export"]["peak_rss_mb"],
+            "bare_host": result["export"]["peak_rss_mb"],
+            "in_container": in_container.get("peak_rss_mb"),
             "dump_mb": result["data"]["dump_mb"],
             "target": "<= 300 with a dump > 500 MB",
-            "met": result["export"]["peak_rss_mb"] <= 300 and size > 500e6,
+            "met_on_bare_host": result["export"]["peak_rss_mb"] <= 300 and size > 500e6,
+            "met_in_container": in_container.get("peak_rss_mb", 10**9) <= 300 and size > 500e6,
         },
         "import_faster_than_one_by_one": {
             "batched_s": result["import_batched"]["seconds"],

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,15 +32,16 @@ class PhaseResult:
     cpu_seconds: float = 0.0
 
 
-def run_phase(module: str, *args: str) -> PhaseResult:
-    """Run `python -m <module> args...` in a fresh process.
+def run_phase(module: str, *args: str, prefix: Sequence[str] = ()) -> PhaseResult:
+    """Run `python -m <module> args...` in a fresh process (after `prefix`, a command that
+    execs the rest, such as `memory_limited`'s).
 
     The child prints one JSON document on its last stdout line; peak RSS is the child's own
     (wait4's ru_maxrss), so each phase is measured alone.
     """
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
+        [*prefix, sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         cwd=ROOT.parent,
         text=True,
@@ -56,6 +60,55 @@ def run_phase(module: str, *args: str) -> PhaseResult:
         json.loads(lines[-1]) if lines else {},
         usage.ru_utime + usage.ru_stime,
     )
+
+
+class NoMemoryLimit(Exception):
+    """A memory-limited run is not possible here (the message says why)."""
+
+
+#: Joins the cgroup, shows it as the cgroup root (as a container's runtime does), then execs.
+_ENTER_CGROUP = 'echo $$ > "$0/cgroup.procs" && mount --bind "$0" "$1" && shift && exec "$@"'
+
+
+@contextmanager
+def memory_limited(limit_bytes: int, name: str = "spectron-bench") -> Iterator[list[str]]:
+    """A command prefix that runs a phase as in a container with `limit_bytes` of memory.
+
+    The embedded engine sizes its block cache from the memory it sees (half of it, less
+    1 GiB, at least 16 MiB: the cgroup limit inside a container, the host's RAM outside), and
+    that cache keeps what an export reads. The prefix puts the phase in a memory cgroup with
+    the limit and, in a private mount namespace, binds that cgroup over the cgroup root, where
+    the engine (and any container) reads the limit. Needs root and `unshare`.
+    """
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise NoMemoryLimit("needs root and unshare(1) to create a memory cgroup")
+    v1 = Path("/sys/fs/cgroup/memory")
+    if (v1 / "memory.limit_in_bytes").exists():
+        root, limit_file = v1, "memory.limit_in_bytes"
+    elif "memory" in _read(Path("/sys/fs/cgroup/cgroup.subtree_control")):
+        root, limit_file = Path("/sys/fs/cgroup"), "memory.max"
+    else:
+        raise NoMemoryLimit("no cgroup memory controller to limit a phase with")
+    group = root / name
+    group.mkdir(exist_ok=True)
+    try:
+        (group / limit_file).write_text(str(limit_bytes))
+        yield ["unshare", "-m", "sh", "-c", _ENTER_CGROUP, str(group), str(root)]
+    finally:
+        group.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def machine() -> dict[str, Any]:
