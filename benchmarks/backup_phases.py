@@ -48,7 +48,8 @@ def backup(url: str, target: str, endpoint: str, *recipients: str) -> dict:
     from spectron_backup.backup import backup_instance
     from spectron_backup.stores import open_store
 
-    store = open_store(target, endpoint_url=endpoint)
+    store = open_store(target, endpoint_url=endpoint or None)
+    completion = _time_completion(store)
     with connect(url, must_exist=True) as conn:
         conn.run_one("INFO FOR ROOT")
         opened = rss_mb()
@@ -57,6 +58,7 @@ def backup(url: str, target: str, endpoint: str, *recipients: str) -> dict:
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
+        "server_completion_seconds": sum(completion),
         "records": manifest.records,
         "raw_bytes": manifest.raw_bytes,
         "stored_bytes": manifest.bytes,
@@ -65,6 +67,30 @@ def backup(url: str, target: str, endpoint: str, *recipients: str) -> dict:
         "encrypted": manifest.encrypted,
         "keys": [d.key for d in manifest.databases],
     }
+
+
+#: The requests S3 serves after an object's last part: assembling it, then the server-side
+#: copy that sets its late metadata (sha256, raw size); the client only waits.
+COMPLETION_REQUESTS = ("complete_multipart_upload", "copy_object", "upload_part_copy")
+
+
+def _time_completion(store: object) -> list[float]:
+    """Durations of the store's completion requests, appended as they happen (S3 only)."""
+    durations: list[float] = []
+    call = getattr(store, "_call", None)
+    if call is None:
+        return durations
+
+    def timed(operation: str, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return call(operation, *args, **kwargs)
+        finally:
+            if operation in COMPLETION_REQUESTS:
+                durations.append(time.perf_counter() - started)
+
+    store._call = timed  # type: ignore[attr-defined]
+    return durations
 
 
 def encrypt_object(target: str, endpoint: str, key: str, recipient: str) -> dict:
