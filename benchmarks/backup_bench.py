@@ -15,20 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 
-from benchmarks.harness import (
-    WORK,
-    NoMemoryLimit,
-    median,
-    memory_limited,
-    run_phase,
-    write_result,
-)
+from benchmarks.harness import WORK, median, run_in_container, run_phase, write_result
 from tests.s3server import S3_TEST_ENV, moto_s3_server
 
 SCALES = [float(s) for s in os.environ.get("BENCH_BACKUP_SCALES", "50,200").split(",")]
 REPEATS = int(os.environ.get("BENCH_BACKUP_REPEATS", "3"))
-#: one more backup as in a container with this much memory (see harness.memory_limited)
-CONTAINER_MEMORY = 2 << 30
 
 
 def measure(scale: float, endpoint: str) -> dict:
@@ -51,24 +42,14 @@ def measure(scale: float, endpoint: str) -> dict:
         backups.append(
             run_phase("benchmarks.backup_phases", "backup", source, f"s3://{bucket}/prod", endpoint)
         )
-    try:
-        s3.create_bucket(Bucket=f"bench-{int(scale)}-contained")
-        with memory_limited(CONTAINER_MEMORY) as prefix:
-            contained = run_phase(
-                "benchmarks.backup_phases",
-                "backup",
-                source,
-                f"s3://bench-{int(scale)}-contained/prod",
-                endpoint,
-                prefix=prefix,
-            )
-        in_container: dict = {
-            "memory_limit_gib": CONTAINER_MEMORY / 2**30,
-            "seconds": round(contained.output["seconds"], 2),
-            "peak_rss_mb": round(contained.peak_rss_mb),
-        }
-    except NoMemoryLimit as exc:
-        in_container = {"not_measured": str(exc)}
+    s3.create_bucket(Bucket=f"bench-{int(scale)}-contained")
+    in_container = run_in_container(
+        "benchmarks.backup_phases",
+        "backup",
+        source,
+        f"s3://bench-{int(scale)}-contained/prod",
+        endpoint,
+    )
     (work / "local").mkdir()
     local = run_phase("benchmarks.backup_phases", "backup", source, f"file://{work / 'local'}", "")
     shutil.rmtree(work, ignore_errors=True)

@@ -13,19 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 
-from benchmarks.harness import (
-    WORK,
-    NoMemoryLimit,
-    median,
-    memory_limited,
-    run_phase,
-    write_result,
-)
+from benchmarks.harness import WORK, median, run_in_container, run_phase, write_result
 
 SCALE = float(os.environ.get("BENCH_DUMP_SCALE", "200"))
 REPEATS = int(os.environ.get("BENCH_DUMP_REPEATS", "3"))
-#: the export run again as in a container with this much memory (see harness.memory_limited)
-CONTAINER_MEMORY = 2 << 30
 
 
 def main() -> None:
@@ -52,21 +43,8 @@ def main() -> None:
         f"floor {floor_s:.1f}s, export {export_s:.1f}s (medians of {REPEATS}), dump {size / 1e6:.0f} MB, export RSS {max(e.peak_rss_mb for e in exports):.0f} MB",
         flush=True,
     )
-    try:
-        with memory_limited(CONTAINER_MEMORY) as prefix:
-            contained = run_phase(
-                "benchmarks.dump_phases", "export", source, ns, db, str(dump), prefix=prefix
-            )
-        in_container: dict = {
-            "memory_limit_gib": CONTAINER_MEMORY / 2**30,
-            "seconds": round(contained.output["seconds"], 2),
-            "peak_rss_mb": round(contained.peak_rss_mb),
-        }
-        print(
-            f"export in a {CONTAINER_MEMORY >> 30} GiB cgroup: RSS {contained.peak_rss_mb:.0f} MB"
-        )
-    except NoMemoryLimit as exc:
-        in_container = {"not_measured": str(exc)}
+    in_container = run_in_container("benchmarks.dump_phases", "export", source, ns, db, str(dump))
+    print(f"export as in a container: {in_container}", flush=True)
     imported = run_phase(
         "benchmarks.dump_phases", "import", str(dump), f"surrealkv://{work / 'restored'}", ns, db
     )

@@ -98,6 +98,25 @@ def memory_limited(limit_bytes: int, name: str = "spectron-bench") -> Iterator[l
         group.rmdir()
 
 
+#: The memory of the container-like runs of the dump and backup benchmarks.
+CONTAINER_MEMORY = 2 << 30
+
+
+def run_in_container(module: str, *args: str) -> dict[str, Any]:
+    """One phase as in a container with CONTAINER_MEMORY: its time and peak RSS, or why it
+    could not be measured here."""
+    try:
+        with memory_limited(CONTAINER_MEMORY) as prefix:
+            phase = run_phase(module, *args, prefix=prefix)
+    except NoMemoryLimit as exc:
+        return {"not_measured": str(exc)}
+    return {
+        "memory_limit_gib": CONTAINER_MEMORY / 2**30,
+        "seconds": round(phase.output["seconds"], 2),
+        "peak_rss_mb": round(phase.peak_rss_mb),
+    }
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()

@@ -30,7 +30,7 @@ from spectron_backup.seed import SeedPlan, seed_instance
 from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
 from tests.conftest import run_cli
-from tests.test_drill import artifacts_of, logs_of, wait_for_event
+from tests.flow_runs import artifacts_of, logs_of, wait_for_event
 from tests.test_restore_cli import snapshot
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
