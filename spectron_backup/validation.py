@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectron_backup.checks import CheckResult
 from spectron_backup.content_hash import TableHasher
-from spectron_backup.dump.pages import MAX_PAGE_RECORDS, PAGE_BYTES
+from spectron_backup.dump.pages import iter_pages
 from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.manifest import DatabaseEntry
@@ -338,23 +338,15 @@ def _scan(
     conn: SurrealConnection, table: str, columns: list[str], *, with_text: bool
 ) -> Iterator[list[list[Any]]]:
     """Pages of `[text?, id, *columns]` rows of a table in id order (see `dump.pages`)."""
-    head = "<string> $this, <string> id" if with_text else "<string> id"
-    select = f"SELECT VALUE [{', '.join([head, *columns])}] FROM {surreal_identifier(table)}"
-    size, last = MIN_PAGE, None
-    while True:
-        where = f" WHERE id > {last}" if last is not None else ""
-        rows = conn.run_one(f"{select}{where} LIMIT {size}") or []
-        if not rows:
-            return
-        yield rows
-        if len(rows) < size:
-            return
-        last = rows[-1][1 if with_text else 0]
-        if with_text:
-            average = sum(len(row[0]) for row in rows) / len(rows)
-            size = max(MIN_PAGE, min(MAX_PAGE_RECORDS, int(PAGE_BYTES / max(average, 1.0))))
-        else:
-            size = MAX_PAGE_RECORDS
+    head = ["<string> $this", "<string> id"] if with_text else ["<string> id"]
+    return iter_pages(
+        conn,
+        table,
+        [*head, *columns],
+        id_column=1 if with_text else 0,
+        text_column=0 if with_text else None,
+        min_page=MIN_PAGE,
+    )
 
 
 def _objects_exist(store: Store, keys: list[str]) -> list[bool]:

@@ -12,6 +12,7 @@ import pytest
 
 from spectron_backup import validation
 from spectron_backup.checks import CheckResult
+from spectron_backup.dump import pages
 from spectron_backup.dump.export import export_database
 from spectron_backup.dump.importer import import_dump
 from spectron_backup.dump.pages import table_digest
@@ -196,7 +197,7 @@ def test_many_frames_and_pages_give_the_same_answers(
     still hold across them."""
     monkeypatch.setattr(validation, "FRAME_ROWS", 7)
     monkeypatch.setattr(validation, "MIN_PAGE", 5)
-    monkeypatch.setattr(validation, "MAX_PAGE_RECORDS", 5)
+    monkeypatch.setattr(pages, "MAX_PAGE_RECORDS", 5)
     results = validate(seeded, documents=seeded.documents)
     assert not failed(results), "\n".join(map(str, failed(results)))
     turns = next(r for r in results if (r.table, r.check) == ("turn", "role_in_set"))
@@ -211,7 +212,7 @@ def test_duplicates_in_different_frames_are_found(
 ) -> None:
     monkeypatch.setattr(validation, "FRAME_ROWS", 7)
     monkeypatch.setattr(validation, "MIN_PAGE", 5)
-    monkeypatch.setattr(validation, "MAX_PAGE_RECORDS", 5)
+    monkeypatch.setattr(pages, "MAX_PAGE_RECORDS", 5)
     seeded.use()
     first, last = seeded.conn.run_one(
         "SELECT VALUE <string> id FROM turn WHERE session = session:s0001 ORDER BY seq"

@@ -27,7 +27,7 @@ from spectron_backup.dump.format import (
     comment_text,
     section_header,
 )
-from spectron_backup.dump.pages import iter_record_pages, table_count
+from spectron_backup.dump.pages import Row, iter_record_pages, table_count
 from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.surreal import QueryRejected, SurrealConnection, surreal_identifier
@@ -272,21 +272,12 @@ class Exporter:
         ):
             for text, _edge in page:
                 hasher.add_utf8(text)
-            if table.view:
-                continue
-            if not header_written:
-                out.write("\n" + section_header(f"TABLE DATA: {table.name}"))
-                header_written = True
-            # Like the real exporter: per batch of at most `batch_size` records, one INSERT
-            # line for plain records and one INSERT RELATION line for edges.
-            for start in range(0, len(page), self.batch_size):
-                batch = page[start : start + self.batch_size]
-                records = [text for text, is_edge in batch if not is_edge]
-                edges = [text for text, is_edge in batch if is_edge]
-                if records:
-                    out.raw.write(b"INSERT [ " + b", ".join(records) + b" ];\n")
-                if edges:
-                    out.raw.write(b"INSERT RELATION [ " + b", ".join(edges) + b" ];\n")
+            if not table.view:
+                if not header_written:
+                    out.write("\n" + section_header(f"TABLE DATA: {table.name}"))
+                    header_written = True
+                self._write_inserts(out, page)
+            del page  # not in memory while the next page is read
             if self.progress:
                 self.progress(table.name, hasher.count)
         if header_written:
@@ -299,6 +290,24 @@ class Exporter:
         out.write("\n")
         self._check_count(table.name, hasher.count, summary, txn)
         summary.tables[table.name] = TableSummary(hasher.count, hasher.hexdigest())
+
+    def _write_inserts(self, out: _DumpOut, page: list[Row]) -> None:
+        """Like the real exporter: per batch of at most `batch_size` records, one INSERT line
+        for plain records and one INSERT RELATION line for edges (written in pieces: joining
+        them into one line first copied every record once more)."""
+        write = out.raw.write
+        for start in range(0, len(page), self.batch_size):
+            batch = page[start : start + self.batch_size]
+            records = [text for text, is_edge in batch if not is_edge]
+            edges = [text for text, is_edge in batch if is_edge]
+            if records:
+                write(b"INSERT [ ")
+                write(b", ".join(records))
+                write(b" ];\n")
+            if edges:
+                write(b"INSERT RELATION [ ")
+                write(b", ".join(edges))
+                write(b" ];\n")
 
     def _check_count(self, table: str, exported: int, summary: ExportSummary, txn: Any) -> None:
         """The records written must be the records the engine counts: a dump that silently

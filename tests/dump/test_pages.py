@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from spectron_backup.dump.pages import iter_record_pages, page_query, table_count
+from spectron_backup.dump.pages import (
+    iter_record_pages,
+    page_query,
+    record_values,
+    table_count,
+)
 from spectron_backup.surreal import connect
 
 
@@ -27,7 +32,36 @@ def test_follow_on_pages_are_key_scans_with_the_limit_pushed_down() -> None:
     with connect("mem://") as conn:
         conn.use("p", "q")
         conn.run("DEFINE TABLE t SCHEMALESS; FOR $i IN 1..=10 { CREATE type::record('t', $i) }")
-        plan = conn.run_one("EXPLAIN " + page_query("t", "t:5", 1000, may_hold_edges=False))
+        plan = conn.run_one(
+            "EXPLAIN " + page_query("t", record_values(may_hold_edges=False), "t:5", 1000)
+        )
         assert "TableScan" in plan
         assert "limit: 1000" in plan
         assert "pre_decode_filter: yes" in plan
+
+
+def test_only_records_created_as_edges_are_edges_in_any_table() -> None:
+    """The cheap edge test (record links in `in` and `out` first) agrees with the engine."""
+    with connect("mem://") as conn:
+        conn.use("p", "q")
+        conn.run(
+            "DEFINE TABLE a TYPE ANY SCHEMALESS; CREATE b:1, b:2;"
+            "CREATE a:1 SET in = b:1, out = b:2;"  # shaped like an edge, but a plain record
+            "RELATE b:1->a->b:2 CONTENT { id: a:2 };"
+            "CREATE a:3 SET in = 1, out = 'x'; CREATE a:4"
+        )
+        [page] = list(iter_record_pages(conn, "a"))
+        flags = [is_edge for _text, is_edge in page]
+        assert flags == [False, True, False, False]
+        assert flags == conn.run_one("SELECT VALUE record::is_edge(id) FROM a")
+
+
+def test_the_first_page_is_sized_from_a_sample_of_the_records() -> None:
+    with connect("mem://") as conn:
+        conn.use("p", "q")
+        conn.run(  # ids of one width: every record's text has the same length
+            "FOR $i IN 1000..1200 { CREATE type::record('t', $i) SET v = string::repeat('x', 90) }"
+        )
+        average = len(conn.run_one("SELECT VALUE <string> $this FROM t:1000")[0])
+        pages = list(iter_record_pages(conn, "t", min_page=5, page_bytes=average * 40))
+        assert [len(page) for page in pages] == [40] * 5
