@@ -81,7 +81,13 @@ def import_(dump: str, url: str, ns: str, db: str, *flags: str) -> dict:
 
     one_by_one = "--one-by-one" in flags
     with connect(url) as conn:
-        importer = Importer(conn, ns, db, batch_statements=1 if one_by_one else 64)
+        # one by one: each statement its own query, the next sent when it is done; else the
+        # importer's defaults (batches of 64 statements, INSERT batches one per core at once)
+        importer = (
+            Importer(conn, ns, db, batch_statements=1, workers=1)
+            if one_by_one
+            else Importer(conn, ns, db)
+        )
         importer.prepare_target()
         started = time.perf_counter()
         with open_dump(Path(dump)) as fp:
@@ -95,6 +101,7 @@ def import_(dump: str, url: str, ns: str, db: str, *flags: str) -> dict:
     return {
         "seconds": seconds,
         "statements": summary.statements,
+        "workers": importer.workers,
         "failed": len(summary.failures),
         "records": records,
     }

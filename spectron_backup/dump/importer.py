@@ -11,6 +11,13 @@ before its target (`knows` before `person`) comes before the records its edges p
 `surreal import` silently loses those edges. Here an `INSERT RELATION` that fails because an
 endpoint does not exist yet is set aside (on disk, not in memory) and replayed at the end.
 
+Batches of nothing but `INSERT [...]` statements are sent up to `workers` at a time (the
+engine inserts on one core; see `SurrealConnection.concurrent_queries`); any other batch waits
+for those in flight and runs alone, so every definition is in place before the data after it
+and after the data before it. Their results are read in order. A statement the engine failed
+for a write conflict with a concurrent one ("This transaction can be retried") is sent again
+once nothing else is in flight.
+
 `surreal export` also writes the records of view tables (`DEFINE TABLE v ... AS SELECT`), but
 defining a view over restored data already fills it, so those INSERTs fail with "already
 exists": such a failure, for a view defined earlier in the dump, is expected and not reported.
@@ -19,16 +26,19 @@ exists": such a failure, for a view defined earlier in the dump, is expected and
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO
 
 from spectron_backup.dump.splitter import SplitError, Statement, iter_statements_from_file
 from spectron_backup.errors import UsageError
-from spectron_backup.surreal import QueryRejected, SurrealConnection
+from spectron_backup.surreal import QueryRejected, Submit, SurrealConnection
 
 #: A batch is sent when it holds this many statements or this many characters.
 BATCH_STATEMENTS = 64
@@ -44,6 +54,17 @@ _DEFINE_VIEW = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _ALREADY_EXISTS = re.compile(r"^Database record `(.*)` already exists$", re.DOTALL)
+#: SurrealDB's (2.x and 3.x) marker of a transaction that lost a write conflict
+_RETRYABLE = "This transaction can be retried"
+
+
+def default_workers() -> int:
+    """INSERT batches in flight at once: one per core this process may use, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 @dataclass
@@ -124,9 +145,15 @@ class Importer:
         force: bool = False,
         batch_statements: int = BATCH_STATEMENTS,
         batch_chars: int = BATCH_CHARS,
+        workers: int | None = None,
         progress: ImportProgress | None = None,
     ) -> None:
         self._deferred: IO[str] | None = None
+        self._submit: Submit = conn._submit_now
+        #: INSERT batches sent and not yet read back, oldest first
+        self._in_flight: deque[tuple[list[Statement], Future[list[dict[str, Any]]]]] = deque()
+        #: statements that lost a write conflict, sent again when nothing is in flight
+        self._conflicted: list[Statement] = []
         self._views: set[str] = set()  # view tables defined so far, as the dump writes their names
         self.conn = conn
         self.namespace = namespace
@@ -134,6 +161,7 @@ class Importer:
         self.force = force
         self.batch_statements = batch_statements
         self.batch_chars = batch_chars
+        self.workers = default_workers() if workers is None else workers
         self.progress = progress
 
     def prepare_target(self) -> None:
@@ -151,9 +179,26 @@ class Importer:
     def import_statements(self, statements: Iterable[Statement]) -> ImportSummary:
         summary = ImportSummary(self.namespace, self.database)
         started = time.perf_counter()
+        spool = self._deferred = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finally
+        try:
+            with self.conn.concurrent_queries(self.workers) as submit:
+                self._submit = submit
+                self._import(statements, summary)
+        except SplitError as exc:
+            raise UsageError(
+                f"cannot read the dump: {exc}; the file is truncated or not a SurrealQL dump"
+            ) from None
+        finally:
+            self._submit = self.conn._submit_now
+            self._in_flight.clear()
+            spool.close()
+            self._deferred = None
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _import(self, statements: Iterable[Statement], summary: ImportSummary) -> None:
         batch: list[Statement] = []
         size = 0
-        spool = self._deferred = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finally
         try:
             for statement in statements:
                 summary.bytes_read += len(statement.text)
@@ -168,24 +213,39 @@ class Importer:
                     batch, size = [], 0
             if batch:
                 self._send(batch, summary)
+            self._drain(summary)
             self._replay_deferred(summary)
-        except SplitError as exc:
-            raise UsageError(
-                f"cannot read the dump: {exc}; the file is truncated or not a SurrealQL dump"
-            ) from None
         finally:
-            spool.close()
-            self._deferred = None
-        summary.seconds = time.perf_counter() - started
-        return summary
+            # a failure mid-way: wait for what is still running before the store is reopened
+            for _batch, future in self._in_flight:
+                future.exception()
 
     def import_file(self, fp: TextIO) -> ImportSummary:
         return self.import_statements(iter_statements_from_file(fp))
 
     def _send(self, batch: list[Statement], summary: ImportSummary) -> None:
+        concurrent = all(_INSERT_WITHOUT_RETURN.match(s.text) for s in batch)
+        if not concurrent:
+            self._drain(summary)
         sql = "OPTION IMPORT;\n" + ";\n".join(_prepare(s.text) for s in batch) + ";"
+        self._in_flight.append((batch, self._submit(sql)))
+        if not concurrent:
+            self._drain(summary)
+        while len(self._in_flight) >= self.workers:
+            self._read_oldest(summary)
+
+    def _drain(self, summary: ImportSummary) -> None:
+        """Read every batch in flight, then send again what lost a write conflict."""
+        while self._in_flight:
+            self._read_oldest(summary)
+        conflicted, self._conflicted = self._conflicted, []
+        for statement in conflicted:
+            self._send_one(statement, summary)
+
+    def _read_oldest(self, summary: ImportSummary) -> None:
+        batch, future = self._in_flight.popleft()
         try:
-            results = self.conn.query(sql)
+            results = future.result()
         except QueryRejected:
             # One statement does not parse: nothing in the batch ran. Replay one by one.
             for statement in batch:
@@ -193,8 +253,12 @@ class Importer:
             return
         # The first result is OPTION IMPORT's own.
         for statement, result in zip(batch, results[1:], strict=False):
-            summary.statements += 1
-            if result.get("status") != "OK":
+            if result.get("status") == "OK":
+                summary.statements += 1
+            elif _RETRYABLE in str(result.get("result")):
+                self._conflicted.append(statement)
+            else:
+                summary.statements += 1
                 self._failed(statement, str(result.get("result")), summary)
         if self.progress:
             self.progress(summary.statements, summary.bytes_read)
@@ -202,7 +266,7 @@ class Importer:
     def _send_one(self, statement: Statement, summary: ImportSummary) -> None:
         summary.statements += 1
         try:
-            results = self.conn.query("OPTION IMPORT;\n" + _prepare(statement.text) + ";")
+            results = self._submit("OPTION IMPORT;\n" + _prepare(statement.text) + ";").result()
         except QueryRejected as exc:
             summary.failures.append(
                 StatementFailure(statement.line, _excerpt(statement.text), _first_line(exc.message))
