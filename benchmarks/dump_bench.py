@@ -4,8 +4,8 @@ A seeded Spectron Context database of >= 200,000 records with 384-wide embedding
 embedded surrealkv store. Compared against the bare floor (every record's `<string>` text
 read with one query per table in the same kind of process; medians of alternated runs) and
 against importing the same statements one per query, each sent when the one before is done
-(the importer sends batches of statements, INSERT batches one per core at a time). Each phase runs in its own process;
-RSS is that process's peak. The export runs once more as in a 2 GiB container, where the
+(the importer sends batches of statements, INSERT batches one per core at a time). Each phase
+runs in its own process; RSS is that process's peak. The export runs once more as in a 2 GiB container, where the
 engine's block cache is sized from the container's limit instead of the host's RAM.
 """
 

@@ -149,7 +149,7 @@ class Importer:
         progress: ImportProgress | None = None,
     ) -> None:
         self._deferred: IO[str] | None = None
-        self._submit: Submit = conn._submit_now
+        self._submit: Submit = conn.submit_now
         #: INSERT batches sent and not yet read back, oldest first
         self._in_flight: deque[tuple[list[Statement], Future[list[dict[str, Any]]]]] = deque()
         #: statements that lost a write conflict, sent again when nothing is in flight
@@ -189,7 +189,7 @@ class Importer:
                 f"cannot read the dump: {exc}; the file is truncated or not a SurrealQL dump"
             ) from None
         finally:
-            self._submit = self.conn._submit_now
+            self._submit = self.conn.submit_now
             self._in_flight.clear()
             spool.close()
             self._deferred = None

@@ -126,7 +126,7 @@ def iter_record_pages(
         txn=txn,
     ):
         yield [(text, bool(is_edge)) for text, _id, is_edge in rows]
-        del rows
+        del rows  # as in iter_pages: not held while the next page is read
 
 
 def page_query(table: str, values: list[str], last_id: str | None, size: int) -> str:
