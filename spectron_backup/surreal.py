@@ -112,6 +112,8 @@ class SurrealConnection:
         self._db: Any = None
         #: (namespace, database) last selected with `use`
         self._selected: tuple[str, str] | None = None
+        #: the async handle that runs every query while `concurrent_queries` is open
+        self._engine: _AsyncEngine | None = None
         if self.scheme == "rocksdb":
             raise UsageError(
                 f"{self.display_url}: rocksdb:// is not available in the embedded engine this tool "
@@ -221,7 +223,10 @@ class SurrealConnection:
     # -- queries ---------------------------------------------------------------------
 
     def use(self, namespace: str, database: str) -> None:
-        self._db.use(namespace, database)
+        if self._engine is not None:
+            self._engine.use(namespace, database)
+        else:
+            self._db.use(namespace, database)
         self._selected = (namespace, database)
 
     def query(
@@ -234,6 +239,8 @@ class SurrealConnection:
         """
         from surrealdb.errors import SurrealError
 
+        if self._engine is not None:  # inside `concurrent_queries`: one query, waited for
+            return self._engine.submit(self, sql, vars).result()
         try:
             response = (
                 self._db.query_raw(sql, vars or {}, txn_id=txn)
@@ -266,7 +273,11 @@ class SurrealConnection:
         self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
     ) -> list[Any]:
         """Run SurrealQL; return each statement's result, raising on the first failed one."""
-        results = self.query(sql, vars, txn=txn)
+        return self.values(self.query(sql, vars, txn=txn))
+
+    def values(self, results: list[dict[str, Any]]) -> list[Any]:
+        """Each statement's result of `query`'s (or a submitted query's) results, raising on
+        the first failed one."""
         values = []
         for index, item in enumerate(results):
             if item.get("status") != "OK":
@@ -285,7 +296,8 @@ class SurrealConnection:
     @contextmanager
     def concurrent_queries(self, workers: int) -> Iterator[Submit]:
         """A `submit(sql) -> Future` whose queries may run `workers` at a time (the caller
-        bounds how many it has in flight); each future holds what `query` would return.
+        bounds how many it has in flight); each future holds what `query` would return. The
+        connection's own queries work as usual inside the block.
 
         The embedded engine's blocking handle holds the GIL through every query, so nothing
         else runs meanwhile, and the engine inserts on one core: its async handle lets several
@@ -306,9 +318,11 @@ class SurrealConnection:
             self._reopen(selected)
             yield self.submit_now
             return
+        self._engine = engine
         try:
             yield partial(engine.submit, self)
         finally:
+            self._engine = None
             engine.close()
             self._reopen(selected)
 
@@ -317,11 +331,11 @@ class SurrealConnection:
         if selected:
             self.use(*selected)
 
-    def submit_now(self, sql: str) -> Future[list[dict[str, Any]]]:
+    def submit_now(self, sql: str, *, txn: UUID | None = None) -> Future[list[dict[str, Any]]]:
         """`query`, as the done future of a `Submit` that runs one query at a time."""
         future: Future[list[dict[str, Any]]] = Future()
         try:
-            future.set_result(self.query(sql))
+            future.set_result(self.query(sql, txn=txn))
         except BaseException as exc:
             future.set_exception(exc)
         return future
@@ -426,14 +440,21 @@ class _AsyncEngine:
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def submit(self, conn: SurrealConnection, sql: str) -> Future[list[dict[str, Any]]]:
-        return asyncio.run_coroutine_threadsafe(self._query(conn, sql), self.loop)
+    def submit(
+        self, conn: SurrealConnection, sql: str, vars: dict[str, Any] | None = None
+    ) -> Future[list[dict[str, Any]]]:
+        return asyncio.run_coroutine_threadsafe(self._query(conn, sql, vars or {}), self.loop)
 
-    async def _query(self, conn: SurrealConnection, sql: str) -> list[dict[str, Any]]:
+    def use(self, namespace: str, database: str) -> None:
+        self._call(self.db.use(namespace, database))
+
+    async def _query(
+        self, conn: SurrealConnection, sql: str, vars: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         from surrealdb.errors import SurrealError
 
         try:
-            response = await self.db.query_raw(sql, {})
+            response = await self.db.query_raw(sql, vars)
         except SurrealError as exc:
             raise conn._engine_error(exc) from None
         return conn._results(response)

@@ -30,7 +30,7 @@ from spectron_backup.dump.format import (
 from spectron_backup.dump.pages import Row, iter_record_pages, table_count
 from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
-from spectron_backup.surreal import QueryRejected, SurrealConnection, surreal_identifier
+from spectron_backup.surreal import QueryRejected, Submit, SurrealConnection, surreal_identifier
 
 
 @dataclass
@@ -167,8 +167,10 @@ class Exporter:
             out.write(section_header("OPTION"))
             out.write("OPTION IMPORT;\n\n")
             self._write_db_sections(out, info, summary)
-            for table in self._restore_order(tables, table_infos):
-                self._write_table(out, table, table_infos[table.name], summary, txn)
+            # two pages in flight: see `pages.iter_pages`
+            with conn.concurrent_queries(2) as submit:
+                for table in self._restore_order(tables, table_infos):
+                    self._write_table(out, table, table_infos[table.name], summary, txn, submit)
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -253,6 +255,7 @@ class Exporter:
         table_info: dict[str, Any],
         summary: ExportSummary,
         txn: Any,
+        submit: Submit,
     ) -> None:
         conn = self.conn
         out.write(section_header(f"TABLE: {table.name}"))
@@ -269,6 +272,7 @@ class Exporter:
             min_page=self.batch_size,
             may_hold_edges=table.may_hold_edges,
             txn=txn,
+            submit=submit,
         ):
             for text, _edge in page:
                 hasher.add_utf8(text)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from spectron_backup.content_hash import TableHasher
-from spectron_backup.surreal import SurrealConnection, surreal_identifier
+from spectron_backup.surreal import Submit, SurrealConnection, surreal_identifier
 
 #: (the record's `<string>` text as UTF-8, whether it is a graph edge). Bytes, not str: the
 #: engine casts with `<bytes>`, so nothing decodes the text only to encode it again for the
@@ -44,13 +48,14 @@ def iter_pages(
     min_page: int = 1000,
     page_bytes: int = PAGE_BYTES,
     txn: Any = None,
+    submit: Submit | None = None,
 ) -> Iterator[list[list[Any]]]:
-    """Yield `[*values]` rows of every record of a table in id order, a page at a time.
+    """Yield `[*values]` rows of every record of a table, each once, a page at a time.
 
     `values` are SurrealQL expressions; `id_column` is the one that is `<string> id`, and
     `text_column` (if any) the record's text, whose length sizes the pages to about
-    `page_bytes` (else pages are MAX_PAGE_RECORDS long). Only one page is in memory: drop
-    the yielded rows before asking for the next.
+    `page_bytes` (else pages are MAX_PAGE_RECORDS long). Drop the yielded rows before asking
+    for the next page.
 
     Each page after the first is `WHERE id > <last id read> LIMIT n`. The 3.x engine plans that
     as a table scan with the limit pushed down and the predicate tested on keys before values
@@ -59,28 +64,100 @@ def iter_pages(
     with large values, measured): quadratic in the table's length, so pages are as large as
     the memory bound allows. The record-id range form `tb:key>..` is a RecordIdScan that
     decodes the whole rest of the table before applying the limit (5 s a page at 40k
-    records), and START/LIMIT re-reads the skipped records' keys too; neither is used. A
+    records), and paging by START/LIMIT re-reads the skipped records' keys too; neither is used. A
     page's fixed cost is large too (a page of 2,700 large records took 80 us a record, of
     10,000 72 us), so the first page is sized from a sample, not from a guess.
+
+    A table of more than one page is read from both ends: up from its first record to its
+    middle one, and down from its last (`ORDER BY id DESC` is the same scan run backwards),
+    pages of the two alternating. Each half re-scans only its own keys, which halves the
+    quadratic cost; and with `submit` (`SurrealConnection.concurrent_queries`) the next page
+    of each half is in flight while a page is handed out: two queries keep both cores busy
+    where one reaches ~1.4 (a 40,000-chunk table: 2.4 s vs 3.7 s, by hand), and the caller's
+    work on a page overlaps the engine's. At most three pages are in memory then.
     """
     if text_column is None:
         size = MAX_PAGE_RECORDS
     else:
         size = _first_page_size(conn, table, min_page, page_bytes, txn)
-    last: str | None = None
-    while True:
-        rows = conn.run_one(page_query(table, values, last, size), txn=txn) or []
-        if not rows:
-            return
-        full = len(rows) == size
-        last = rows[-1][id_column]
-        if text_column is not None:
-            average = sum(len(row[text_column]) for row in rows) / len(rows)
-            size = page_size(average, min_page=min_page, page_bytes=page_bytes)
-        yield rows
-        del rows  # the next page is fetched without this one in memory
-        if not full:
-            return
+    fetch = submit if submit is not None and txn is None else partial(conn.submit_now, txn=txn)
+    middle = _middle_id(conn, table, size, txn)
+    halves = deque(
+        [_Half(table, values, size)]
+        if middle is None
+        else [_Half(table, values, size, middle), _Half(table, values, size, middle, True)]
+    )
+    pending = {half: fetch(half.query()) for half in halves}
+    try:
+        while halves:
+            half = halves.popleft()
+            rows = _rows(conn, pending.pop(half))
+            full = len(rows) == half.size
+            if rows:
+                half.last = rows[-1][id_column]
+                if text_column is not None:
+                    average = sum(len(row[text_column]) for row in rows) / len(rows)
+                    half.size = page_size(average, min_page=min_page, page_bytes=page_bytes)
+            if full:
+                pending[half] = fetch(half.query())  # read while this page is worked on
+                halves.append(half)
+            if rows:
+                if half.descending:
+                    rows.reverse()  # each page in id order
+                yield rows
+            del rows  # not held while the next page is read
+    finally:
+        for future in pending.values():  # nothing of ours still running in the engine
+            with suppress(Exception):
+                future.result()
+
+
+class _Half:
+    """One half of a table being paged: below `middle`, up from the first record, or from
+    `middle` on, down from the last (`descending`); the whole table when `middle` is None."""
+
+    __slots__ = ("descending", "last", "middle", "size", "table", "values")
+
+    def __init__(
+        self,
+        table: str,
+        values: list[str],
+        size: int,
+        middle: str | None = None,
+        descending: bool = False,
+    ) -> None:
+        self.table, self.values, self.size = table, values, size
+        self.middle, self.descending = middle, descending
+        self.last: str | None = None
+
+    def query(self) -> str:
+        return page_query(
+            self.table,
+            self.values,
+            self.last,
+            self.size,
+            middle=self.middle,
+            descending=self.descending,
+        )
+
+
+def _rows(conn: SurrealConnection, results: Future[list[dict[str, Any]]]) -> list[Any]:
+    values = conn.values(results.result())
+    return (values[-1] if values else None) or []
+
+
+def _middle_id(conn: SurrealConnection, table: str, page: int, txn: Any) -> str | None:
+    """The id of a table's middle record, when it has more than one page of records. START
+    skips keys without decoding their values when nothing is filtered (~1.5 us a key for
+    large records, by hand): a few tens of milliseconds for a table of 40,000 chunks."""
+    count = table_count(conn, table, txn=txn)
+    if count <= page:
+        return None
+    ids = conn.run_one(
+        f"SELECT VALUE <string> id FROM {surreal_identifier(table)} START {count // 2} LIMIT 1",
+        txn=txn,
+    )
+    return ids[0] if ids else None  # None if the table shrank meanwhile (no snapshot)
 
 
 def _first_page_size(
@@ -112,9 +189,10 @@ def iter_record_pages(
     page_bytes: int = PAGE_BYTES,
     may_hold_edges: bool = True,
     txn: Any = None,
+    submit: Submit | None = None,
 ) -> Iterator[list[Row]]:
-    """Yield the table's records in id order as (UTF-8 text, is edge), a page at a time (at
-    least `min_page` records, about `page_bytes` of text; see `iter_pages`)."""
+    """Yield the table's records as (UTF-8 text, is edge), a page at a time (at least
+    `min_page` records, about `page_bytes` of text; see `iter_pages`)."""
     for rows in iter_pages(
         conn,
         table,
@@ -124,18 +202,34 @@ def iter_record_pages(
         min_page=min_page,
         page_bytes=page_bytes,
         txn=txn,
+        submit=submit,
     ):
         yield [(text, bool(is_edge)) for text, _id, is_edge in rows]
         del rows  # as in iter_pages: not held while the next page is read
 
 
-def page_query(table: str, values: list[str], last_id: str | None, size: int) -> str:
-    """The query of one page: the records after `last_id` (the engine's own literal of the
-    last id read; keyword-named tables, whose ids it prints unparseably, are refused before
-    an export starts)."""
-    query = f"SELECT VALUE [{', '.join(values)}] FROM {surreal_identifier(table)}"
+def page_query(
+    table: str,
+    values: list[str],
+    last_id: str | None,
+    size: int,
+    *,
+    middle: str | None = None,
+    descending: bool = False,
+) -> str:
+    """The query of one page: the records after `last_id` (before it when `descending`), and
+    below `middle` (from it on when `descending`). Ids are the engine's own literals of ids
+    it returned; keyword-named tables, whose ids it prints unparseably, are refused before an
+    export starts."""
+    below, above = ("<", ">") if not descending else (">=", "<")
+    conditions = [f"id {below} {middle}"] if middle is not None else []
     if last_id is not None:
-        query += f" WHERE id > {last_id}"
+        conditions.append(f"id {above} {last_id}")
+    query = f"SELECT VALUE [{', '.join(values)}] FROM {surreal_identifier(table)}"
+    if conditions:
+        query += " WHERE " + " AND ".join(conditions)
+    if descending:
+        query += " ORDER BY id DESC"
     return f"{query} LIMIT {size}"
 
 
