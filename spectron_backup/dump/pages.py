@@ -81,24 +81,23 @@ def iter_pages(
     else:
         size = _first_page_size(conn, table, min_page, page_bytes, txn)
     fetch = submit if submit is not None and txn is None else partial(conn.submit_now, txn=txn)
-    middle = _middle_id(conn, table, size, txn)
-    halves = deque(
-        [_Half(table, values, size)]
-        if middle is None
-        else [_Half(table, values, size, middle), _Half(table, values, size, middle, True)]
-    )
+    halves = deque(_halves(conn, table, values, size, txn))
     pending = {half: fetch(half.query()) for half in halves}
     try:
         while halves:
             half = halves.popleft()
             rows = _rows(conn, pending.pop(half))
-            full = len(rows) == half.size
+            more = len(rows) == half.asked
             if rows:
                 half.last = rows[-1][id_column]
+                if half.remaining is not None:
+                    half.remaining -= len(rows)
                 if text_column is not None:
                     average = sum(len(row[text_column]) for row in rows) / len(rows)
                     half.size = page_size(average, min_page=min_page, page_bytes=page_bytes)
-            if full:
+            if more and half.remaining == 0:
+                more = not _met_the_other_half(conn, half, txn)
+            if more:
                 pending[half] = fetch(half.query())  # read while this page is worked on
                 halves.append(half)
             if rows:
@@ -114,9 +113,10 @@ def iter_pages(
 
 class _Half:
     """One half of a table being paged: below `middle`, up from the first record, or from
-    `middle` on, down from the last (`descending`); the whole table when `middle` is None."""
+    `middle` on, down from the last (`descending`); the whole table when `middle` is None.
+    `remaining` is how many records the count said the half has left to read."""
 
-    __slots__ = ("descending", "last", "middle", "size", "table", "values")
+    __slots__ = ("asked", "descending", "last", "middle", "remaining", "size", "table", "values")
 
     def __init__(
         self,
@@ -125,39 +125,71 @@ class _Half:
         size: int,
         middle: str | None = None,
         descending: bool = False,
+        remaining: int | None = None,
     ) -> None:
         self.table, self.values, self.size = table, values, size
-        self.middle, self.descending = middle, descending
+        self.middle, self.descending, self.remaining = middle, descending, remaining
         self.last: str | None = None
+        self.asked = 0
 
     def query(self) -> str:
+        self.asked = self.size if self.remaining is None else min(self.size, self.remaining)
         return page_query(
             self.table,
             self.values,
             self.last,
-            self.size,
+            self.asked,
             middle=self.middle,
             descending=self.descending,
         )
 
 
-def _rows(conn: SurrealConnection, results: Future[list[dict[str, Any]]]) -> list[Any]:
-    values = conn.values(results.result())
-    return (values[-1] if values else None) or []
-
-
-def _middle_id(conn: SurrealConnection, table: str, page: int, txn: Any) -> str | None:
-    """The id of a table's middle record, when it has more than one page of records. START
+def _halves(
+    conn: SurrealConnection, table: str, values: list[str], size: int, txn: Any
+) -> list[_Half]:
+    """The whole table, or its two halves when it has more than one page of records. START
     skips keys without decoding their values when nothing is filtered (~1.5 us a key for
-    large records, by hand): a few tens of milliseconds for a table of 40,000 chunks."""
+    large records, by hand): a few tens of milliseconds to find the middle of 40,000 chunks."""
     count = table_count(conn, table, txn=txn)
-    if count <= page:
-        return None
+    if count <= size:
+        return [_Half(table, values, size)]
     ids = conn.run_one(
         f"SELECT VALUE <string> id FROM {surreal_identifier(table)} START {count // 2} LIMIT 1",
         txn=txn,
     )
-    return ids[0] if ids else None  # None if the table shrank meanwhile (no snapshot)
+    if not ids:  # the table shrank meanwhile (no snapshot)
+        return [_Half(table, values, size)]
+    lower, upper = count // 2, count - count // 2
+    return [
+        _Half(table, values, size, ids[0], remaining=lower),
+        _Half(table, values, size, ids[0], descending=True, remaining=upper),
+    ]
+
+
+def _met_the_other_half(conn: SurrealConnection, half: _Half, txn: Any) -> bool:
+    """Whether a half that has read as many records as the count said reached the middle.
+
+    Asking the scan for one more record would cost a scan of the other half's keys (the
+    bound at the middle is a filter, not a seek); the bounded record-id range between the
+    last id read and the middle is a seek. Without a snapshot the table may have changed
+    since it was counted: then the half reads on until a short page.
+    """
+    if half.descending:
+        met = half.last == half.middle  # the engine's own literals of the same id
+    else:
+        met = not conn.run_one(
+            f"SELECT VALUE id FROM type::record(record::tb({half.middle}), "
+            f"record::id({half.last})>..record::id({half.middle})) LIMIT 1",
+            txn=txn,
+        )
+    if not met:
+        half.remaining = None
+    return met
+
+
+def _rows(conn: SurrealConnection, results: Future[list[dict[str, Any]]]) -> list[Any]:
+    values = conn.values(results.result())
+    return (values[-1] if values else None) or []
 
 
 def _first_page_size(
