@@ -23,7 +23,6 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from spectron_backup.errors import OperationFailed, UsageError
-from spectron_backup.malloc_arenas import limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +494,4 @@ def _scrub(text: str, creds: Credentials) -> str:
 def connect(
     url: str, credentials: Credentials | None = None, *, must_exist: bool = False
 ) -> SurrealConnection:
-    if url_scheme(url) in EMBEDDED_SCHEMES:
-        limit_malloc_arenas()  # before the engine starts its threads
     return SurrealConnection(url, credentials, must_exist=must_exist)
