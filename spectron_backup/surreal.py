@@ -23,6 +23,7 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.large_allocations import mmap_large_allocations
 
 log = logging.getLogger(__name__)
 
@@ -494,4 +495,6 @@ def _scrub(text: str, creds: Credentials) -> str:
 def connect(
     url: str, credentials: Credentials | None = None, *, must_exist: bool = False
 ) -> SurrealConnection:
+    if url_scheme(url) in EMBEDDED_SCHEMES:
+        mmap_large_allocations()  # the engine's page buffers: see large_allocations
     return SurrealConnection(url, credentials, must_exist=must_exist)

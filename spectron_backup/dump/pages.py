@@ -10,7 +10,6 @@ from functools import partial
 from typing import Any
 
 from spectron_backup.content_hash import TableHasher
-from spectron_backup.freed_memory import release_freed_memory
 from spectron_backup.surreal import Submit, SurrealConnection, surreal_identifier
 
 #: (the record's `<string>` text as UTF-8, whether it is a graph edge). Bytes, not str: the
@@ -23,7 +22,7 @@ Row = tuple[bytes, bool]
 #: table's. The engine and the SDK hold about 1 KB per record beyond its text while a page is
 #: in flight, so small records are also capped by count. Up to three pages are in memory
 #: (see `iter_pages`): 16 MiB keeps an export of the 659 MB benchmark dump under 300 MB as in
-#: a 2 GiB container (see `freed_memory`).
+#: a 2 GiB container (see `large_allocations`).
 PAGE_BYTES = 16 << 20
 MAX_PAGE_RECORDS = 20_000
 #: Records read to estimate a table's record size before its first page.
@@ -108,8 +107,6 @@ def iter_pages(
                     rows.reverse()  # each page in id order
                 yield rows
             del rows  # not held while the next page is read
-            if pending:
-                release_freed_memory()  # see freed_memory: pages freed on other threads' arenas
     finally:
         for future in pending.values():  # nothing of ours still running in the engine
             with suppress(Exception):
