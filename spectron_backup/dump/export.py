@@ -297,21 +297,17 @@ class Exporter:
 
     def _write_inserts(self, out: _DumpOut, page: list[Row]) -> None:
         """Like the real exporter: per batch of at most `batch_size` records, one INSERT line
-        for plain records and one INSERT RELATION line for edges (written in pieces: joining
-        them into one line first copied every record once more)."""
-        write = out.raw.write
+        for plain records and one INSERT RELATION line for edges. Written as pieces: joining a
+        line first copies every record once more, into a fresh multi-megabyte buffer whose
+        pages are faulted in each time (see `large_allocations`)."""
         for start in range(0, len(page), self.batch_size):
             batch = page[start : start + self.batch_size]
             records = [text for text, is_edge in batch if not is_edge]
             edges = [text for text, is_edge in batch if is_edge]
             if records:
-                write(b"INSERT [ ")
-                write(b", ".join(records))
-                write(b" ];\n")
+                out.raw.writelines(_insert_line(b"INSERT [ ", records))
             if edges:
-                write(b"INSERT RELATION [ ")
-                write(b", ".join(edges))
-                write(b" ];\n")
+                out.raw.writelines(_insert_line(b"INSERT RELATION [ ", edges))
 
     def _check_count(self, table: str, exported: int, summary: ExportSummary, txn: Any) -> None:
         """The records written must be the records the engine counts: a dump that silently
@@ -323,6 +319,15 @@ class Exporter:
         if summary.snapshot:
             raise OperationFailed(message + " within the same snapshot; the dump is not usable")
         summary.warnings.append(message + " (no snapshot: the table changed while it was read)")
+
+
+def _insert_line(head: bytes, texts: list[bytes]) -> list[bytes]:
+    """The pieces of `head text, text, ... ];` and its newline."""
+    pieces = [head]
+    for text in texts:
+        pieces += (text, b", ")
+    pieces[-1] = b" ];\n"
+    return pieces
 
 
 def export_database(
