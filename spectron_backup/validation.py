@@ -54,7 +54,7 @@ from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.manifest import DatabaseEntry
 from spectron_backup.stores.base import InvalidKey, Store, StoreError
-from spectron_backup.surreal import SurrealConnection, surreal_identifier
+from spectron_backup.surreal import Submit, SurrealConnection, surreal_identifier
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -335,9 +335,14 @@ def _plan_table(
 
 
 def _scan(
-    conn: SurrealConnection, table: str, columns: list[str], *, with_text: bool
+    conn: SurrealConnection,
+    table: str,
+    columns: list[str],
+    *,
+    with_text: bool,
+    submit: Submit | None = None,
 ) -> Iterator[list[list[Any]]]:
-    """Pages of `[text?, id, *columns]` rows of a table in id order (see `dump.pages`)."""
+    """Pages of `[text?, id, *columns]` rows of every record of a table (see `dump.pages`)."""
     head = ["<string> $this", "<string> id"] if with_text else ["<string> id"]
     return iter_pages(
         conn,
@@ -346,6 +351,7 @@ def _scan(
         id_column=1 if with_text else 0,
         text_column=0 if with_text else None,
         min_page=MIN_PAGE,
+        submit=submit,
     )
 
 
@@ -491,6 +497,8 @@ class _Run:
         self.where = f"{entry.ns}/{entry.db}"
         self.results: list[CheckResult] = []
         self._validator: _Validator | None = None
+        #: two pages in flight while tables are read (see `dump.pages.iter_pages`)
+        self.submit: Submit | None = None
 
     @property
     def validator(self) -> _Validator:
@@ -524,9 +532,14 @@ class _Run:
         tables: dict[str, str] = dict(sorted((db_info.get("tables") or {}).items()))
         self.check_schema(exists, db_info, infos, namespace, database)
         self.check_table_set(set(tables))
-        for name, define in tables.items():
-            plan = _plan_table(name, define, infos[name], self.names, self.documents)
-            self.validate_table(plan)
+        with conn.concurrent_queries(2) as submit:
+            self.submit = submit
+            try:
+                for name, define in tables.items():
+                    plan = _plan_table(name, define, infos[name], self.names, self.documents)
+                    self.validate_table(plan)
+            finally:
+                self.submit = None
         for name in sorted(set(entry.tables) - set(tables)):
             expected = entry.tables[name]
             missing = f"table {name} is missing from the restored database"
@@ -649,7 +662,7 @@ class _Run:
         buffered: list[list[Any]] = []
         secret = any(e.secret for e in plan.expectations)
         try:
-            for page in _scan(self.conn, plan.name, exprs, with_text=True):
+            for page in _scan(self.conn, plan.name, exprs, with_text=True, submit=self.submit):
                 for row in page:
                     plan.hasher.add(row[0])
                     buffered.append(row[1:])
@@ -665,7 +678,7 @@ class _Run:
             log.warning("%s table %s: %s", self.where, plan.name, exc)
             plan.hasher = TableHasher()
             try:
-                for page in _scan(self.conn, plan.name, [], with_text=True):
+                for page in _scan(self.conn, plan.name, [], with_text=True, submit=self.submit):
                     for row in page:
                         plan.hasher.add(row[0])
             except OperationFailed as again:
@@ -717,7 +730,7 @@ class _Run:
             wanted = [c for c in expectation.unique if c != "id"]
             exprs = [expectation.columns[c] for c in wanted]
             rows: list[list[Any]] = []
-            for page in _scan(self.conn, plan.name, exprs, with_text=False):
+            for page in _scan(self.conn, plan.name, exprs, with_text=False, submit=self.submit):
                 frame = pd.DataFrame(page, columns=["id", *wanted])
                 keys = frame[list(expectation.unique)].astype(str)
                 mask = np.isin(pd.util.hash_pandas_object(keys, index=False).to_numpy(), repeated)
