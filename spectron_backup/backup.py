@@ -59,7 +59,7 @@ class SourceConnections:
 
     A server gets one connection (one session) per export, so exports run side by side. An
     embedded store can be opened by one process once: it is shared, and exports through it
-    take turns (its engine gains nothing from threads anyway).
+    take turns (each already keeps two pages in flight: see `dump.pages.iter_pages`).
     """
 
     def __init__(self, config: Config) -> None:

@@ -241,6 +241,8 @@ class SurrealConnection:
         from surrealdb.errors import SurrealError
 
         if self._engine is not None:  # inside `concurrent_queries`: one query, waited for
+            if txn is not None:
+                raise ValueError("no transactions on an embedded store's async handle")
             return self._engine.submit(self, sql, vars).result()
         try:
             response = (
@@ -291,14 +293,19 @@ class SurrealConnection:
     def run_one(
         self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
     ) -> Any:
-        values = self.run(sql, vars, txn=txn)
-        return values[-1] if values else None
+        return _last(self.run(sql, vars, txn=txn))
+
+    def last_value(self, results: list[dict[str, Any]]) -> Any:
+        """The last statement's result (what `run_one` returns) of a query's results."""
+        return _last(self.values(results))
 
     @contextmanager
     def concurrent_queries(self, workers: int) -> Iterator[Submit]:
         """A `submit(sql) -> Future` whose queries may run `workers` at a time (the caller
-        bounds how many it has in flight); each future holds what `query` would return. The
-        connection's own queries work as usual inside the block.
+        bounds how many it has in flight); each future holds what `query` would return.
+        Inside the block `query`, `run*` and `use` go to the same engine (not
+        `read_snapshot` or `engine_version`; nothing here needs them); the database last
+        selected is selected again after it.
 
         The embedded engine's blocking handle holds the GIL through every query, so nothing
         else runs meanwhile, and the engine inserts on one core: its async handle lets several
@@ -325,7 +332,7 @@ class SurrealConnection:
         finally:
             self._engine = None
             engine.close()
-            self._reopen(selected)
+            self._reopen(self._selected)
 
     def _reopen(self, selected: tuple[str, str] | None) -> None:
         self._open()
@@ -468,6 +475,10 @@ class _AsyncEngine:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join()
             self.loop.close()
+
+
+def _last(values: list[Any]) -> Any:
+    return values[-1] if values else None
 
 
 def _is_not_allowed(error: Any) -> bool:

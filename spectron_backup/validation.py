@@ -385,8 +385,11 @@ def _objects_exist(store: Store, keys: list[str]) -> list[bool]:
 # -- Great Expectations ------------------------------------------------------------------
 
 
+#: the thread `import_great_expectations_meanwhile` started, if any
+_gx_import: threading.Thread | None = None
+
+
 def _import_great_expectations() -> None:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     with suppress(Exception):  # a broken install is reported where it is used
         import great_expectations
         import great_expectations.expectations  # noqa: F401
@@ -397,12 +400,16 @@ def import_great_expectations_meanwhile() -> None:
 
     The import takes ~2 s (scipy among what it loads; two thirds of the validation's own
     Python time in a drill of 104k records, py-spy). A drill starts it before it downloads and
-    imports, which wait mostly on the store and the engine; the validation's own import then
-    finds the modules loaded (or waits for the import to finish).
+    imports, which wait mostly on the store and the engine; the validation waits for it to
+    finish before it imports the modules itself.
     """
-    threading.Thread(
-        target=_import_great_expectations, name="import-great-expectations", daemon=True
-    ).start()
+    global _gx_import
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # here: setenv is not thread-safe
+    if _gx_import is None:
+        _gx_import = threading.Thread(
+            target=_import_great_expectations, name="import-great-expectations", daemon=True
+        )
+        _gx_import.start()
 
 
 class _Validator:
@@ -410,6 +417,8 @@ class _Validator:
 
     def __init__(self, sample: int) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        if _gx_import is not None:
+            _gx_import.join()
         import great_expectations as gx
         import great_expectations.expectations as gxe
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -554,7 +563,7 @@ class _Run:
         tables: dict[str, str] = dict(sorted((db_info.get("tables") or {}).items()))
         self.check_schema(exists, db_info, infos, namespace, database)
         self.check_table_set(set(tables))
-        with conn.concurrent_queries(2) as submit:
+        with conn.concurrent_queries(2 if tables else 1) as submit:
             self.submit = submit
             try:
                 for name, define in tables.items():

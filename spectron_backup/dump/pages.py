@@ -59,7 +59,8 @@ def iter_pages(
     `page_bytes` (else pages are MAX_PAGE_RECORDS long). Drop the yielded rows before asking
     for the next page.
 
-    Each page after the first is `WHERE id > <last id read> LIMIT n`. The 3.x engine plans that
+    Each page after a half's first is `WHERE id > <last id read> LIMIT n` (`<` for the upper
+    half, below). The 3.x engine plans that
     as a table scan with the limit pushed down and the predicate tested on keys before values
     are decoded (EXPLAIN: `TableScan ... limit ..., pre_decode_filter: yes`): a page costs its
     own records plus the keys before it (~0.3 us each for small records, ~2 us for records
@@ -82,13 +83,21 @@ def iter_pages(
         size = MAX_PAGE_RECORDS
     else:
         size = _first_page_size(conn, table, min_page, page_bytes, txn)
-    fetch = submit if submit is not None and txn is None else partial(conn.submit_now, txn=txn)
     halves = deque(_halves(conn, table, values, size, txn))
-    pending = {half: fetch(half.query()) for half in halves}
+    if submit is not None and txn is None:
+        fetch: Submit = submit
+        ahead = True
+    else:  # one query at a time: no reading ahead, one page in memory
+        fetch, ahead = partial(conn.submit_now, txn=txn), False
+    pending: dict[_Half, Future[list[dict[str, Any]]] | None] = {
+        half: fetch(half.query()) if ahead else None for half in halves
+    }
     try:
         while halves:
             half = halves.popleft()
-            rows = _rows(conn, pending.pop(half))
+            future = pending.pop(half) or fetch(half.query())
+            rows = _rows(conn, future)
+            del future
             more = len(rows) == half.asked
             if rows:
                 half.last = rows[-1][id_column]
@@ -100,7 +109,8 @@ def iter_pages(
             if more and half.remaining == 0:
                 more = not _met_the_other_half(conn, half, txn)
             if more:
-                pending[half] = fetch(half.query())  # read while this page is worked on
+                # read on while this page is worked on
+                pending[half] = fetch(half.query()) if ahead else None
                 halves.append(half)
             if rows:
                 if half.descending:
@@ -108,9 +118,10 @@ def iter_pages(
                 yield rows
             del rows  # not held while the next page is read
     finally:
-        for future in pending.values():  # nothing of ours still running in the engine
-            with suppress(Exception):
-                future.result()
+        for waiting in pending.values():  # nothing of ours still running in the engine
+            if waiting is not None:
+                with suppress(Exception):
+                    waiting.result()
 
 
 class _Half:
@@ -190,8 +201,7 @@ def _met_the_other_half(conn: SurrealConnection, half: _Half, txn: Any) -> bool:
 
 
 def _rows(conn: SurrealConnection, results: Future[list[dict[str, Any]]]) -> list[Any]:
-    values = conn.values(results.result())
-    return (values[-1] if values else None) or []
+    return conn.last_value(results.result()) or []
 
 
 def _first_page_size(

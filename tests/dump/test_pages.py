@@ -123,7 +123,8 @@ def test_records_created_while_a_table_is_read_without_a_snapshot_are_not_missed
         texts: list[str] = []
         for index, page in enumerate(iter_record_pages(conn, "t", min_page=50, page_bytes=1)):
             texts += [text.decode() for text, _edge in page]
-            if index == 0:  # below the middle (t:302), after the first page: t:2 .. t:100
-                conn.run("CREATE t:201, t:301")
+            if index == 0:  # after the lower half's first page (t:2 .. t:100), in both
+                # halves' unread parts: below the middle (t:302), and above it
+                conn.run("CREATE t:201, t:301, t:401")
         assert sorted(texts) == sorted(conn.run_one("SELECT VALUE <string> $this FROM t"))
-        assert len(texts) == 302
+        assert len(texts) == 303
