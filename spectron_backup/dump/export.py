@@ -151,7 +151,10 @@ class Exporter:
             snapshot_method=conn.snapshot_method(),
             engine_version=conn.engine_version(),
         )
-        with conn.read_snapshot() as txn:
+        # Two pages in flight (see `pages.iter_pages`). Entered before anything is read: an
+        # on-disk store is reopened with the engine's async handle, and the moment it is not
+        # held must not fall between the schema and the records.
+        with conn.concurrent_queries(2) as submit, conn.read_snapshot() as txn:
             info = conn.run_one("INFO FOR DB", txn=txn) or {}
             tables = [
                 _Table(name, define, _table_kind(define))
@@ -167,10 +170,8 @@ class Exporter:
             out.write(section_header("OPTION"))
             out.write("OPTION IMPORT;\n\n")
             self._write_db_sections(out, info, summary)
-            # two pages in flight: see `pages.iter_pages`
-            with conn.concurrent_queries(2) as submit:
-                for table in self._restore_order(tables, table_infos):
-                    self._write_table(out, table, table_infos[table.name], summary, txn, submit)
+            for table in self._restore_order(tables, table_infos):
+                self._write_table(out, table, table_infos[table.name], summary, txn, submit)
         summary.seconds = time.perf_counter() - started
         return summary
 
