@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from spectron_backup.dump.pages import (
     iter_record_pages,
@@ -128,3 +131,23 @@ def test_records_created_while_a_table_is_read_without_a_snapshot_are_not_missed
                 conn.run("CREATE t:201, t:301, t:401")
         assert sorted(texts) == sorted(conn.run_one("SELECT VALUE <string> $this FROM t"))
         assert len(texts) == 303
+
+
+def test_one_query_at_a_time_reads_no_page_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without two queries in flight (a server, a memory store) reading ahead would only
+    hold more pages in memory: each page is read when the one before it has been used."""
+    with connect("mem://") as conn:
+        conn.use("p", "q")
+        conn.run("FOR $i IN 1..=400 { CREATE type::record('t', $i) }")
+        pages_read: list[str] = []
+        query = conn.query
+
+        def counting(sql: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            if sql.startswith("SELECT VALUE [<bytes>"):
+                pages_read.append(sql)
+            return query(sql, *args, **kwargs)
+
+        monkeypatch.setattr(conn, "query", counting)
+        for index, _page in enumerate(iter_record_pages(conn, "t", min_page=50, page_bytes=1)):
+            assert len(pages_read) == index + 1
+        assert len(pages_read) == 8
