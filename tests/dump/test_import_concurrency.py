@@ -15,6 +15,7 @@ import pytest
 
 from spectron_backup.dump.importer import Importer
 from spectron_backup.dump.reader import open_dump
+from spectron_backup.errors import UsageError
 from spectron_backup.surreal import SurrealConnection, connect
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "surreal-3.0.2-export"
@@ -114,3 +115,22 @@ def test_a_statement_that_lost_a_write_conflict_is_sent_again(
     assert summary.statements == 8
     on_disk.use("c", "c")
     assert records_of(on_disk)["t"] == ["{ id: t:1 }", "{ id: t:3 }"]
+
+
+def test_an_on_disk_store_stays_held_while_queries_run_concurrently(tmp_path: Path) -> None:
+    """The store is opened once, with the handle that can run queries concurrently: it is
+    never released in between (another process could take it), and a connection opened
+    with the blocking handle (as the benchmarks' baselines are) reads the same data."""
+    url = f"surrealkv://{tmp_path / 'store'}"
+    with connect(url) as conn:
+        conn.use("p", "q")
+        conn.run("CREATE t:1, t:2")
+        with conn.concurrent_queries(2) as submit:
+            assert conn.values(submit("SELECT VALUE id FROM t").result())[-1] is not None
+            with pytest.raises(UsageError, match="in use by another process"):
+                connect(url)
+        with pytest.raises(UsageError, match="in use by another process"):
+            connect(url)
+    with connect(url, blocking=True) as conn:
+        conn.use("p", "q")
+        assert conn.run_one("SELECT VALUE <string> id FROM t") == ["t:1", "t:2"]
