@@ -120,7 +120,7 @@ class SurrealConnection:
         self.credentials = credentials or Credentials()
         self._db: Any = None
         #: an on-disk embedded store's engine, opened with its async handle (see
-        #: `concurrent_queries`); None for memory stores and servers, which use `_db`
+        #: `submitter`); None for memory stores and servers, which use `_db`
         self._engine: _AsyncEngine | None = None
         if self.scheme == "rocksdb":
             raise UsageError(
@@ -313,8 +313,7 @@ class SurrealConnection:
         """The last statement's result (what `run_one` returns) of a query's results."""
         return _last(self.values(results))
 
-    @contextmanager
-    def concurrent_queries(self, workers: int) -> Iterator[Submit]:
+    def submitter(self, workers: int) -> Submit:
         """A `submit(sql) -> Future` whose queries may run `workers` at a time (the caller
         bounds how many it has in flight); each future holds what `query` would return.
 
@@ -328,9 +327,8 @@ class SurrealConnection:
         submitted queries one at a time.
         """
         if workers < 2 or self._engine is None:
-            yield self.submit_now
-            return
-        yield partial(self._engine.submit, self)
+            return self.submit_now
+        return partial(self._engine.submit, self)
 
     def submit_now(self, sql: str, *, txn: UUID | None = None) -> Future[list[dict[str, Any]]]:
         """`query`, as the done future of a `Submit` that runs one query at a time."""
@@ -419,7 +417,7 @@ class SurrealConnection:
         self.close()
 
 
-#: Submits one query, returns its future results (see `SurrealConnection.concurrent_queries`).
+#: Submits one query, returns its future results (see `SurrealConnection.submitter`).
 Submit = Callable[[str], "Future[list[dict[str, Any]]]"]
 
 
@@ -471,7 +469,7 @@ class _AsyncEngine:
     def close(self) -> None:
         try:
             if self.db is not None:
-                self._call(self.db.close())  # closing releases the store for the blocking handle
+                self._call(self.db.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join()

@@ -529,7 +529,7 @@ class _Run:
         self.results: list[CheckResult] = []
         self._validator: _Validator | None = None
         #: two pages in flight while tables are read (see `dump.pages.iter_pages`)
-        self.submit: Submit | None = None
+        self.submit: Submit = conn.submitter(2)
 
     @property
     def validator(self) -> _Validator:
@@ -563,14 +563,9 @@ class _Run:
         tables: dict[str, str] = dict(sorted((db_info.get("tables") or {}).items()))
         self.check_schema(exists, db_info, infos, namespace, database)
         self.check_table_set(set(tables))
-        with conn.concurrent_queries(2 if tables else 1) as submit:
-            self.submit = submit
-            try:
-                for name, define in tables.items():
-                    plan = _plan_table(name, define, infos[name], self.names, self.documents)
-                    self.validate_table(plan)
-            finally:
-                self.submit = None
+        for name, define in tables.items():
+            plan = _plan_table(name, define, infos[name], self.names, self.documents)
+            self.validate_table(plan)
         for name in sorted(set(entry.tables) - set(tables)):
             expected = entry.tables[name]
             missing = f"table {name} is missing from the restored database"

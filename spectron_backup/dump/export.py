@@ -151,10 +151,8 @@ class Exporter:
             snapshot_method=conn.snapshot_method(),
             engine_version=conn.engine_version(),
         )
-        # Two pages in flight (see `pages.iter_pages`). Entered before anything is read: an
-        # on-disk store is reopened with the engine's async handle, and the moment it is not
-        # held must not fall between the schema and the records.
-        with conn.concurrent_queries(2) as submit, conn.read_snapshot() as txn:
+        submit = conn.submitter(2)  # two pages in flight: see `pages.iter_pages`
+        with conn.read_snapshot() as txn:
             info = conn.run_one("INFO FOR DB", txn=txn) or {}
             tables = [
                 _Table(name, define, _table_kind(define))

@@ -12,7 +12,7 @@ before its target (`knows` before `person`) comes before the records its edges p
 endpoint does not exist yet is set aside (on disk, not in memory) and replayed at the end.
 
 Batches of nothing but `INSERT [...]` statements are sent up to `workers` at a time (the
-engine inserts on one core; see `SurrealConnection.concurrent_queries`); any other batch waits
+engine inserts on one core; see `SurrealConnection.submitter`); any other batch waits
 for those in flight and runs alone, so every definition is in place before the data after it
 and after the data before it. Their results are read in order. A statement the engine failed
 for a write conflict with a concurrent one ("This transaction can be retried") is sent again
@@ -181,9 +181,8 @@ class Importer:
         started = time.perf_counter()
         spool = self._deferred = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finally
         try:
-            with self.conn.concurrent_queries(self.workers) as submit:
-                self._submit = submit
-                self._import(statements, summary)
+            self._submit = self.conn.submitter(self.workers)
+            self._import(statements, summary)
         except SplitError as exc:
             raise UsageError(
                 f"cannot read the dump: {exc}; the file is truncated or not a SurrealQL dump"
@@ -216,7 +215,7 @@ class Importer:
             self._drain(summary)
             self._replay_deferred(summary)
         finally:
-            # a failure mid-way: wait for what is still running before the store is reopened
+            # a failure mid-way: nothing of ours is left running in the engine
             for _batch, future in self._in_flight:
                 future.exception()
 

@@ -74,7 +74,7 @@ def iter_pages(
     A table of more than one page is read from both ends: up from its first record to its
     middle one, and down from its last (`ORDER BY id DESC` is the same scan run backwards),
     pages of the two alternating. Each half re-scans only its own keys, which halves the
-    quadratic cost; and with `submit` (`SurrealConnection.concurrent_queries`) the next page
+    quadratic cost; and with `submit` (`SurrealConnection.submitter`) the next page
     of each half is in flight while a page is handed out: two queries keep both cores busy
     where one reaches ~1.4 (a 40,000-chunk table: 2.4 s vs 3.7 s, by hand), and the caller's
     work on a page overlaps the engine's. At most three pages are in memory then.
@@ -84,18 +84,14 @@ def iter_pages(
     else:
         size = _first_page_size(conn, table, min_page, page_bytes, txn)
     halves = deque(_halves(conn, table, values, size, txn))
-    if submit is not None and txn is None:
-        fetch: Submit = submit
-        ahead = True
-    else:  # one query at a time: no reading ahead, one page in memory
-        fetch, ahead = partial(conn.submit_now, txn=txn), False
-    pending: dict[_Half, Future[list[dict[str, Any]]] | None] = {
-        half: fetch(half.query()) if ahead else None for half in halves
-    }
+    # reading ahead only where queries run concurrently; else one page in memory at a time
+    ahead = submit is not None and txn is None
+    fetch = submit if submit is not None and ahead else partial(conn.submit_now, txn=txn)
+    pending = {half: fetch(half.query()) for half in halves} if ahead else {}
     try:
         while halves:
             half = halves.popleft()
-            future = pending.pop(half) or fetch(half.query())
+            future = pending.pop(half, None) or fetch(half.query())
             rows = _rows(conn, future)
             del future
             more = len(rows) == half.asked
@@ -109,8 +105,8 @@ def iter_pages(
             if more and half.remaining == 0:
                 more = not _met_the_other_half(conn, half, txn)
             if more:
-                # read on while this page is worked on
-                pending[half] = fetch(half.query()) if ahead else None
+                if ahead:  # read on while this page is worked on
+                    pending[half] = fetch(half.query())
                 halves.append(half)
             if rows:
                 if half.descending:
@@ -119,9 +115,8 @@ def iter_pages(
             del rows  # not held while the next page is read
     finally:
         for waiting in pending.values():  # nothing of ours still running in the engine
-            if waiting is not None:
-                with suppress(Exception):
-                    waiting.result()
+            with suppress(Exception):
+                waiting.result()
 
 
 class _Half:

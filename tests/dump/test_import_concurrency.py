@@ -7,7 +7,6 @@ import io
 import json
 from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,24 +90,23 @@ def test_a_statement_that_lost_a_write_conflict_is_sent_again(
     """The engine rolls back a statement that lost a write conflict and says it can be retried;
     no dump makes two of its INSERTs conflict on this engine, so the engine's answer is stood
     in for, once, at the edge (the submitted query is not sent that time)."""
-    real = on_disk.concurrent_queries
+    real = on_disk.submitter
     refused: list[str] = []
 
-    @contextmanager
     def conflicting_once(workers: int):
-        with real(workers) as submit:
+        submit = real(workers)
 
-            def submit_or_conflict(sql: str) -> Future:
-                if "t:3" in sql and not refused:
-                    refused.append(sql)
-                    future: Future = Future()
-                    future.set_result([{"status": "OK"}, {"status": "ERR", "result": CONFLICT}])
-                    return future
-                return submit(sql)
+        def submit_or_conflict(sql: str) -> Future:
+            if "t:3" in sql and not refused:
+                refused.append(sql)
+                future: Future = Future()
+                future.set_result([{"status": "OK"}, {"status": "ERR", "result": CONFLICT}])
+                return future
+            return submit(sql)
 
-            yield submit_or_conflict
+        return submit_or_conflict
 
-    monkeypatch.setattr(on_disk, "concurrent_queries", conflicting_once)
+    monkeypatch.setattr(on_disk, "submitter", conflicting_once)
     summary = import_concurrently(on_disk, "c", "c", CONCURRENT_DUMP)
     assert refused, "the conflict was never answered"
     assert [f.line for f in summary.failures] == [4, 6]  # the conflict is not one of them
@@ -125,10 +123,10 @@ def test_an_on_disk_store_stays_held_while_queries_run_concurrently(tmp_path: Pa
     with connect(url) as conn:
         conn.use("p", "q")
         conn.run("CREATE t:1, t:2")
-        with conn.concurrent_queries(2) as submit:
-            assert conn.values(submit("SELECT VALUE id FROM t").result())[-1] is not None
-            with pytest.raises(UsageError, match="in use by another process"):
-                connect(url)
+        submit = conn.submitter(2)
+        assert conn.values(submit("SELECT VALUE id FROM t").result())[-1] is not None
+        with pytest.raises(UsageError, match="in use by another process"):
+            connect(url)
         with pytest.raises(UsageError, match="in use by another process"):
             connect(url)
     with connect(url, blocking=True) as conn:

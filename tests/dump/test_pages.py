@@ -96,13 +96,11 @@ def test_an_on_disk_table_read_two_pages_at_a_time_gives_every_record_once(
         every = conn.run_one("SELECT VALUE <string> $this FROM t")
 
         def read() -> list[list[bytes]]:
-            with conn.concurrent_queries(2) as submit:
-                return [
-                    [text for text, _edge in page]
-                    for page in iter_record_pages(
-                        conn, "t", min_page=100, page_bytes=1, submit=submit
-                    )
-                ]
+            submit = conn.submitter(2)
+            return [
+                [text for text, _edge in page]
+                for page in iter_record_pages(conn, "t", min_page=100, page_bytes=1, submit=submit)
+            ]
 
         pages = read()
         texts = [text.decode() for page in pages for text in page]
