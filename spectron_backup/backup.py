@@ -30,6 +30,7 @@ from spectron_backup.encryption import (
     parse_recipients,
 )
 from spectron_backup.errors import OperationFailed, SpectronBackupError
+from spectron_backup.keyed_hashes import PLAIN, HashKey
 from spectron_backup.manifest import (
     DatabaseEntry,
     Manifest,
@@ -113,6 +114,7 @@ def backup_database(
     with `recipients` (age or SSH public keys) the compressed dump is encrypted to them."""
     keys = [normalize_recipient(r) for r in recipients]
     encrypt_to = parse_recipients(keys)
+    hash_key = HashKey.new() if encrypt_to else PLAIN
     key = object_key(backup_id, ref.ns, ref.db, DUMP_SUFFIX + (AGE_SUFFIX if keys else ""))
     started = time.perf_counter()
     try:
@@ -147,11 +149,15 @@ def backup_database(
         sha256=hashed.hexdigest(),
         encrypted=bool(encrypt_to),
         recipients=keys,
-        tables={name: TableEntry(count=t.count, hash=t.hash) for name, t in summary.tables.items()},
+        tables={
+            name: TableEntry(count=t.count, hash=hash_key.apply(t.hash))
+            for name, t in summary.tables.items()
+        },
         records=summary.records,
         snapshot=summary.snapshot,
         snapshot_method=summary.snapshot_method,
-        schema_hash=summary.schema_hash,
+        schema_hash=hash_key.apply(summary.schema_hash),
+        hash_key=hash_key.sealed(encrypt_to),
         seconds=round(time.perf_counter() - started, 3),
         warnings=summary.warnings,
     )

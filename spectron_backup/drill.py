@@ -32,6 +32,7 @@ from spectron_backup.checks import CheckResult
 from spectron_backup.config import DocumentsConfig, DrillConfig
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
+from spectron_backup.keyed_hashes import PLAIN, HashKey
 from spectron_backup.manifest import DatabaseEntry, Manifest, backup_time, rfc3339
 from spectron_backup.repository import Repository
 from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
@@ -296,12 +297,13 @@ def validate(
     namespace: str,
     database: str,
     documents: Store | None,
+    hash_key: HashKey = PLAIN,
 ) -> list[CheckResult]:
     """The checks of design section 6 on one restored database (spectron_backup.validation)."""
     from spectron_backup.validation import validate_restored
 
     return validate_restored(
-        conn, entry, namespace=namespace, database=database, documents=documents
+        conn, entry, namespace=namespace, database=database, documents=documents, hash_key=hash_key
     )
 
 
@@ -384,7 +386,14 @@ def _drill_database(
     started = time.perf_counter()
     try:
         conn.use(namespace, entry.db)
-        checks += validate(conn, entry, namespace=namespace, database=entry.db, documents=documents)
+        checks += validate(
+            conn,
+            entry,
+            namespace=namespace,
+            database=entry.db,
+            documents=documents,
+            hash_key=restored.hash_key,
+        )
     except ImportError:
         raise  # a broken installation, not a finding about the backup
     except Exception as exc:

@@ -56,6 +56,9 @@ class DatabaseEntry(BaseModel):
     snapshot_method: str = ""
     #: fingerprint of the schema (INFO FOR DB and every INFO FOR TABLE), see dump.schema
     schema_hash: str = ""
+    #: encrypted entries: the key of their table hashes and schema fingerprint, encrypted to
+    #: `recipients` (age, armored); those are then HMAC-SHA256 under it (see keyed_hashes)
+    hash_key: str = ""
     seconds: float = 0.0
     warnings: list[str] = Field(default_factory=list)
 

@@ -31,6 +31,7 @@ from spectron_backup.encryption import (
     public_keys,
 )
 from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.keyed_hashes import PLAIN, HashKey, open_hash_key
 from spectron_backup.manifest import DatabaseEntry, Manifest
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
@@ -186,21 +187,24 @@ class DatabaseRestore:
     download_seconds: float
     import_seconds: float
     mismatches: list[TableMismatch] = field(default_factory=list)
+    #: how the entry's table hashes and schema fingerprint are written (see keyed_hashes)
+    hash_key: HashKey = PLAIN
 
     @property
     def ok(self) -> bool:
         return self.imported.ok and not self.mismatches
 
 
-def compare_with_manifest(conn: SurrealConnection, entry: DatabaseEntry) -> list[TableMismatch]:
+def compare_with_manifest(
+    conn: SurrealConnection, entry: DatabaseEntry, hash_key: HashKey = PLAIN
+) -> list[TableMismatch]:
     """Every table's count and content hash in the restored database against the manifest."""
     mismatches = []
     for name, expected in sorted(entry.tables.items()):
         got = table_digest(conn, name)
-        if got.count != expected.count or got.hexdigest() != expected.hash:
-            mismatches.append(
-                TableMismatch(name, expected.count, got.count, got.hexdigest() == expected.hash)
-            )
+        same_hash = hash_key.apply(got.hexdigest()) == expected.hash
+        if got.count != expected.count or not same_hash:
+            mismatches.append(TableMismatch(name, expected.count, got.count, same_hash))
     return mismatches
 
 
@@ -221,17 +225,18 @@ def restore_database(
     started = time.perf_counter()
     with fetch_verified(store, entry, identities) as compressed:
         downloaded = time.perf_counter()
+        hash_key = open_hash_key(entry.hash_key, identities, f"{entry.ns}/{entry.db}")
         importer = Importer(conn, ns, db, force=force)
         importer.prepare_target()
         with dump_text(compressed) as text:
             imported = importer.import_file(text)
     imported_at = time.perf_counter()
     result = DatabaseRestore(
-        entry, ns, db, imported, downloaded - started, imported_at - downloaded
+        entry, ns, db, imported, downloaded - started, imported_at - downloaded, hash_key=hash_key
     )
     if verify:
         conn.use(ns, db)
-        result.mismatches = compare_with_manifest(conn, entry)
+        result.mismatches = compare_with_manifest(conn, entry, hash_key)
     return result
 
 

@@ -54,6 +54,7 @@ from spectron_backup.content_hash import TableHasher
 from spectron_backup.dump.pages import iter_pages
 from spectron_backup.dump.schema import fingerprint
 from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.keyed_hashes import PLAIN, HashKey
 from spectron_backup.manifest import DatabaseEntry
 from spectron_backup.stores.base import InvalidKey, Store, StoreError
 from spectron_backup.surreal import Submit, SurrealConnection, surreal_identifier
@@ -519,9 +520,11 @@ class _Run:
         documents: Store | None,
         sample: int,
         names: SpectronNames,
+        hash_key: HashKey,
     ) -> None:
         self.conn = conn
         self.entry = entry
+        self.hash_key = hash_key
         self.documents = documents
         self.sample = sample
         self.names = names
@@ -604,7 +607,8 @@ class _Run:
                 f"the restored database {namespace}/{database} does not exist",
             )
             return
-        got = fingerprint(db_info, infos)  # = dump.schema.schema_fingerprint, same INFO read
+        # = dump.schema.schema_fingerprint, same INFO read
+        got = self.hash_key.apply(fingerprint(db_info, infos))
         if got == self.entry.schema_hash:
             self.result(
                 None,
@@ -661,7 +665,7 @@ class _Run:
                 False,
                 f"{_records(got.count)} restored, the manifest says {expected.count}",
             )
-        digest = got.hexdigest()
+        digest = self.hash_key.apply(got.hexdigest())
         if digest == expected.hash:
             self.result(
                 plan.name,
@@ -825,9 +829,11 @@ def validate_restored(
     documents: Store | None = None,
     sample: int = 5,
     names: SpectronNames = DEFAULT_NAMES,
+    hash_key: HashKey = PLAIN,
 ) -> list[CheckResult]:
     """Every check of the restored copy of `entry` held by `conn` under `namespace`/`database`
     (which may differ from entry.ns/db), passed or failed; `database` of each result is
     "entry.ns/entry.db". `documents` is the document store, for the cross-store check.
-    `sample` bounds each result's `failing_ids`. Leaves `conn` on `namespace`/`database`."""
-    return _Run(conn, entry, documents, sample, names).run(namespace, database)
+    `sample` bounds each result's `failing_ids`; `hash_key` is how the entry's hashes are
+    written (`restore.DatabaseRestore.hash_key`). Leaves `conn` on `namespace`/`database`."""
+    return _Run(conn, entry, documents, sample, names, hash_key).run(namespace, database)

@@ -8,6 +8,7 @@ and the private key appears in no log, artifact, record or manifest."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shutil
 import subprocess
@@ -16,13 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
 from pyrage import x25519
 
 from flows.backup import backup
 from flows.drill import restore_drill
 from spectron_backup.drill import DrillFailed
+from spectron_backup.dump.pages import table_digest
+from spectron_backup.dump.schema import schema_fingerprint
 from spectron_backup.encryption import IdentityMismatch, short_key
+from spectron_backup.keyed_hashes import HashKey
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository, manifest_key
 from spectron_backup.restore import fetch_verified
@@ -180,6 +185,11 @@ def flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def hmac_hex(key: bytes, digest: str) -> str:
+    """A hash as an encrypted backup's manifest holds it (see keyed_hashes)."""
+    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+
+
 def context_object(setup: Setup, backup_id: str) -> Path:
     return setup.target / "backups" / backup_id / f"{CONTEXT_DB}.surql.zst.age"
 
@@ -207,6 +217,35 @@ def test_every_object_is_age_encrypted_and_the_manifest_holds_only_public_keys(
             fetch_verified(store, entry)
     text = store.get_bytes(manifest_key(origin.backup_id)).decode()
     assert origin.alice.secret not in text and "AGE-SECRET-KEY" not in text.upper()
+
+
+def test_the_manifest_holds_no_content_hash_that_could_be_checked_without_the_identity(
+    origin: Origin,
+) -> None:
+    """A plain content hash of a one-record table is the sha256 of that record's text: anyone
+    reading the bucket could confirm a guess. Encrypted entries hold HMACs under a key that
+    only the recipients can open."""
+    manifest = Repository(open_store(f"file://{origin.target}")).read_manifest(origin.backup_id)
+    with connect(origin.source) as conn:
+        for entry in manifest.databases:
+            conn.use(entry.ns, entry.db)
+            assert entry.hash_key.startswith("-----BEGIN AGE ENCRYPTED FILE-----\n")
+            key = pyrage.decrypt(entry.hash_key.encode(), [origin.alice.identity])
+            with pytest.raises(pyrage.DecryptError):
+                pyrage.decrypt(entry.hash_key.encode(), [origin.bob.identity])
+            assert entry.tables
+            for name, table in entry.tables.items():
+                plain = table_digest(conn, name)
+                assert table.count == plain.count
+                assert table.hash != plain.hexdigest()
+                assert table.hash == hmac_hex(key, plain.hexdigest()), name
+            plain_schema = schema_fingerprint(conn)
+            assert entry.schema_hash not in ("", plain_schema)
+            assert entry.schema_hash == hmac_hex(key, plain_schema)
+    keys = [
+        pyrage.decrypt(d.hash_key.encode(), [origin.alice.identity]) for d in manifest.databases
+    ]
+    assert len(set(keys)) == len(keys)  # one key per database
 
 
 # -- the drill --------------------------------------------------------------------------------
@@ -311,22 +350,47 @@ def test_a_flipped_byte_with_the_manifest_sha256_changed_too_fails_age_authentic
     setup = setup_from(origin, tmp_path)
     victim = context_object(setup, origin.backup_id)
     flip_a_byte(victim)
-    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
-    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
-    entry["sha256"] = hashlib.sha256(victim.read_bytes()).hexdigest()
-    setup.store.put_bytes(manifest_key(origin.backup_id), json.dumps(manifest).encode())
+    change_context_entry(
+        setup, origin.backup_id, sha256=hashlib.sha256(victim.read_bytes()).hexdigest()
+    )
+    reason = drill_and_restore_refuse_the_context(setup, tmp_path, "fails age authentication")
+    assert "object_decrypts" in reason
 
+
+def change_context_entry(setup: Setup, backup_id: str, **values: str) -> None:
+    """Change the context database's entry of a backup's manifest, as an attacker might."""
+    manifest = json.loads(setup.store.get_bytes(manifest_key(backup_id)))
+    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    entry.update(values)
+    setup.store.put_bytes(manifest_key(backup_id), json.dumps(manifest).encode())
+
+
+def drill_and_restore_refuse_the_context(setup: Setup, tmp_path: Path, message: str) -> str:
+    """The drill fails on the context database alone with `message`; restore exits 1 with it,
+    restoring the other databases and importing nothing of the context. The drill's reason."""
     state, _ = drill(setup)
     [reason] = failed_drill(state).failures
-    assert CONTEXT_DB in reason and "object_decrypts" in reason
-    assert "fails age authentication" in reason
-
-    # restore: the other databases are restored, the tampered one is not imported at all.
+    assert CONTEXT_DB in reason and message in reason
     target = f"surrealkv://{tmp_path / 'restored'}"
     result = run_cli("restore", "--config", str(setup.config), "--target", target)
     assert result.returncode == 1, result.stderr
-    assert "fails age authentication" in result.stderr
+    assert message in result.stderr
     assert set(snapshot(target)) == {"spectron/metadata", "spectron/_jobqueue"}
+    return reason
+
+
+def test_a_manifest_whose_hash_key_was_replaced_fails_the_drill_and_is_not_restored(
+    origin: Origin,
+    tmp_path: Path,
+    scratch_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
+    setup = setup_from(origin, tmp_path)
+    change_context_entry(
+        setup, origin.backup_id, hash_key=HashKey.new().sealed([origin.bob.identity.to_public()])
+    )
+    drill_and_restore_refuse_the_context(setup, tmp_path, "the manifest's hash_key does not open")
 
 
 # -- restore ----------------------------------------------------------------------------------
@@ -406,8 +470,20 @@ def test_the_age_cli_and_zstd_open_an_object_into_a_dump_that_imports_to_the_sam
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["failed"] == 0
     imported = snapshot(target)["r/acme"]
-    assert imported == {t: (e.count, e.hash) for t, e in entry.tables.items()}
     assert imported == snapshot(origin.source, only={CONTEXT_DB})[CONTEXT_DB]
+    # The manifest's hashes are keyed: `age -d` opens the key, and the import's hashes
+    # under it are the manifest's.
+    sealed = tmp_path / "hash_key.age"
+    sealed.write_text(entry.hash_key)
+    key = subprocess.run(
+        ["age", "-d", "-i", str(origin.alice.file), str(sealed)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    assert {
+        table: (count, hmac_hex(key, digest)) for table, (count, digest) in imported.items()
+    } == {t: (e.count, e.hash) for t, e in entry.tables.items()}
 
 
 # -- key rotation and list --------------------------------------------------------------------
