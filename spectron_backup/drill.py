@@ -32,7 +32,7 @@ from spectron_backup.checks import CheckResult
 from spectron_backup.config import DocumentsConfig, DrillConfig
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
-from spectron_backup.keyed_hashes import PLAIN, HashKey
+from spectron_backup.keyed_hashes import PLAIN, HashKey, HashKeyRefused
 from spectron_backup.manifest import DatabaseEntry, Manifest, backup_time, rfc3339
 from spectron_backup.repository import Repository
 from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
@@ -331,6 +331,10 @@ def _drill_database(
         result.download_seconds = time.perf_counter() - started
         detail = str(exc).removeprefix(f"{name}: ")
         return result, [_failed(entry, "object_sha256_matches", detail)]
+    except HashKeyRefused as exc:
+        result.download_seconds = time.perf_counter() - started
+        detail = str(exc).removeprefix(f"{name}: ")
+        return result, [_failed(entry, "hash_key_opens", detail)]
     except (IdentityMismatch, AgeAuthenticationFailed) as exc:
         result.download_seconds = time.perf_counter() - started
         detail = str(exc).removeprefix(f"{name}: ")

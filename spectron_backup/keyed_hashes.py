@@ -8,7 +8,12 @@ gets a random 32-byte key of its own, stored in the manifest encrypted with age 
 recipients as the object (`hash_key`, ASCII-armored), and its hashes are written as
 HMAC-SHA256(key, hash). A restore or a drill holds an identity anyway: it opens the key and
 compares keyed hashes. Record counts stay readable (the object's size says as much).
-`age -d -i key.txt` opens `hash_key` like any age file.
+`jq -r '.databases[0].hash_key' manifest.json | age -d -i key.txt` prints the 32 raw bytes.
+
+A key that does not open means the manifest was changed; one that opens proves nothing (the
+recipients are public keys: anyone can seal a key to them). So the drill's check details,
+stored in the clear beside the backup, show no hash of an encrypted entry, keyed or not:
+otherwise replacing or removing `hash_key` and waiting for a drill would reveal them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ import pyrage
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, Recipient
 
 KEY_BYTES = 32
+
+
+class HashKeyRefused(AgeAuthenticationFailed):
+    """The manifest's `hash_key` does not open with the configured identities (exit status 1,
+    a failed drill: check `hash_key_opens`)."""
 
 
 class HashKey:
@@ -63,18 +73,18 @@ PLAIN = HashKey()
 def open_hash_key(sealed: str, identities: Sequence[Identity], where: str) -> HashKey:
     """The key of an entry's hashes (`PLAIN` when it has none: unencrypted, or written before
     hashes were keyed). Called once its object has opened with `identities`, so a key that
-    does not open means the manifest was changed: AgeAuthenticationFailed."""
+    does not open means the manifest was changed: HashKeyRefused."""
     if not sealed:
         return PLAIN
     try:
         key = pyrage.decrypt(sealed.encode("ascii"), list(identities))
     except (pyrage.DecryptError, UnicodeEncodeError) as exc:
-        raise AgeAuthenticationFailed(
-            f"{where}: the manifest's hash_key does not open with the identity that opened the "
-            f"backup object ({exc}): the manifest was changed after the backup"
+        raise HashKeyRefused(
+            f"{where}: the manifest's hash_key does not open with the configured identity "
+            f"({exc}), though the backup object does: the manifest was changed after the backup"
         ) from None
     if len(key) != KEY_BYTES:
-        raise AgeAuthenticationFailed(
+        raise HashKeyRefused(
             f"{where}: the manifest's hash_key holds {len(key)} bytes, not {KEY_BYTES}: "
             "the manifest was changed after the backup"
         )

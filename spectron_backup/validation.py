@@ -609,21 +609,24 @@ class _Run:
             return
         # = dump.schema.schema_fingerprint, same INFO read
         got = self.hash_key.apply(fingerprint(db_info, infos))
+        what = f"schema fingerprint{self._shown(got)} (INFO FOR DB and {len(infos)} tables)"
         if got == self.entry.schema_hash:
-            self.result(
-                None,
-                "schema_matches_manifest",
-                True,
-                f"schema fingerprint {got[:16]} (INFO FOR DB and {len(infos)} tables) as in the manifest",
-            )
+            self.result(None, "schema_matches_manifest", True, f"{what} as in the manifest")
         else:
             self.result(
                 None,
                 "schema_matches_manifest",
                 False,
-                f"schema fingerprint {got[:16]} (INFO FOR DB and {len(infos)} tables) differs from "
-                f"the manifest's {self.entry.schema_hash[:16]}: a definition was added, removed or changed",
+                f"{what} differs from the manifest{self._shown(self.entry.schema_hash, 's')}: "
+                "a definition was added, removed or changed",
             )
+
+    def _shown(self, digest: str, possessive: str = "") -> str:
+        """A hash as a check's detail shows it: its first 16 hex digits, none for an encrypted
+        backup's (details are stored in the clear; see keyed_hashes)."""
+        if self.entry.encrypted:
+            return ""
+        return f"'{possessive} {digest[:16]}" if possessive else f" {digest[:16]}"
 
     def check_table_set(self, restored: set[str]) -> None:
         expected = set(self.entry.tables)
@@ -671,14 +674,15 @@ class _Run:
                 plan.name,
                 "hash_matches_manifest",
                 True,
-                f"content hash {digest[:16]} as in the manifest",
+                f"content hash{self._shown(digest)} as in the manifest",
             )
         else:
             self.result(
                 plan.name,
                 "hash_matches_manifest",
                 False,
-                f"content hash {digest[:16]} differs from the manifest's {expected.hash[:16]}",
+                f"content hash{self._shown(digest)} differs from the manifest"
+                f"{self._shown(expected.hash, 's')}",
             )
 
     # -- expectations ------------------------------------------------------------------

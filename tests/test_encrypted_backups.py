@@ -7,9 +7,11 @@ and the private key appears in no log, artifact, record or manifest."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -284,8 +286,14 @@ def test_a_drill_of_an_encrypted_backup_passes_and_no_secret_leaks(
     ]
     texts += [p.read_bytes().decode("latin-1") for p in setup.target.rglob("*") if p.is_file()]
     secret_body = origin.alice.secret.removeprefix("AGE-SECRET-KEY-1")
+    hash_keys = [
+        pyrage.decrypt(d.hash_key.encode(), [origin.alice.identity])
+        for d in setup.manifest(origin.backup_id).databases
+    ]
     for text in texts:
         assert secret_body not in text.upper()
+        for key in hash_keys:
+            assert key.hex() not in text and base64.b64encode(key).decode() not in text
     # ... while the backup's artifacts do say who can open it.
     summary = artifacts_of(origin.flow_run_id)["spectron-backup-summary"]
     assert "age, to 1 recipient(s)" in summary and short_key(origin.alice.public) in summary
@@ -390,7 +398,80 @@ def test_a_manifest_whose_hash_key_was_replaced_fails_the_drill_and_is_not_resto
     change_context_entry(
         setup, origin.backup_id, hash_key=HashKey.new().sealed([origin.bob.identity.to_public()])
     )
-    drill_and_restore_refuse_the_context(setup, tmp_path, "the manifest's hash_key does not open")
+    reason = drill_and_restore_refuse_the_context(
+        setup, tmp_path, "the manifest's hash_key does not open"
+    )
+    assert "hash_key_opens" in reason
+
+
+#: a hash as a check's detail would show it (its first 16 hex digits)
+SHOWN_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def hash_details(record: dict[str, Any]) -> list[str]:
+    return [
+        c["detail"]
+        for c in record["checks"]
+        if c["check"] in ("hash_matches_manifest", "schema_matches_manifest")
+    ]
+
+
+def test_a_changed_keyed_hash_fails_the_drill_and_the_restore_and_no_hash_is_shown(
+    origin: Origin,
+    tmp_path: Path,
+    scratch_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
+    setup = setup_from(origin, tmp_path)
+    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
+    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    table = sorted(entry["tables"])[0]
+    tables = {**entry["tables"], table: {**entry["tables"][table], "hash": "0" * 64}}
+    change_context_entry(setup, origin.backup_id, tables=tables, schema_hash="0" * 64)
+
+    state, _ = drill(setup)
+    reasons = failed_drill(state).failures
+    assert len(reasons) == 2, reasons
+    assert any("schema_matches_manifest" in r for r in reasons), reasons
+    assert any(f"{table}" in r and "hash_matches_manifest" in r for r in reasons), reasons
+    [record] = setup.drill_records()
+    details = hash_details(record)
+    assert len(details) > len(entry["tables"]), details  # every table's hash and the schema
+    assert not [d for d in details if SHOWN_HASH.search(d)], details
+
+    target = f"surrealkv://{tmp_path / 'restored'}"
+    result = run_cli("restore", "--config", str(setup.config), "--target", target)
+    assert result.returncode == 1, result.stderr
+    assert f"table {table}: content hash differs from the manifest" in result.stderr, result.stderr
+
+
+def test_an_encrypted_backup_from_before_keyed_hashes_still_drills(
+    origin: Origin,
+    tmp_path: Path,
+    scratch_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Manifests of encrypted backups written by earlier versions hold plain hashes and no
+    hash_key: they verify as written, and the drill's details still show no hash."""
+    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
+    setup = setup_from(origin, tmp_path)
+    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
+    with connect(origin.source) as conn:
+        for entry in manifest["databases"]:
+            conn.use(entry["ns"], entry["db"])
+            del entry["hash_key"]
+            entry["schema_hash"] = schema_fingerprint(conn)
+            for name, table in entry["tables"].items():
+                table["hash"] = table_digest(conn, name).hexdigest()
+    setup.store.put_bytes(manifest_key(origin.backup_id), json.dumps(manifest).encode())
+
+    state, _ = drill(setup)
+    assert state.is_completed(), state.message
+    record = state.result()
+    assert record["passed"] is True and all(c["passed"] for c in record["checks"])
+    details = hash_details(record)
+    assert details and not [d for d in details if SHOWN_HASH.search(d)]
 
 
 # -- restore ----------------------------------------------------------------------------------
