@@ -311,6 +311,21 @@ def _failed(entry: DatabaseEntry, check: str, detail: str) -> CheckResult:
     return CheckResult(f"{entry.ns}/{entry.db}", None, check, False, detail)
 
 
+#: What a backup object (or its manifest entry) can fail on before anything is imported, and
+#: the check each fails; the first that matches (HashKeyRefused is an AgeAuthenticationFailed).
+_REFUSAL_CHECKS: tuple[tuple[type[Exception], str], ...] = (
+    (ChecksumMismatch, "object_sha256_matches"),
+    (HashKeyRefused, "hash_key_opens"),
+    (IdentityMismatch, "object_decrypts"),
+    (AgeAuthenticationFailed, "object_decrypts"),
+)
+_REFUSED_BACKUP = tuple(kind for kind, _check in _REFUSAL_CHECKS)
+
+
+def _refusal_check(exc: Exception) -> str:
+    return next(check for kind, check in _REFUSAL_CHECKS if isinstance(exc, kind))
+
+
 def _drill_database(
     conn: SurrealConnection,
     store: Store,
@@ -327,18 +342,10 @@ def _drill_database(
         restored = restore_database(
             store, entry, conn, namespace=namespace, verify=False, identities=identities
         )
-    except ChecksumMismatch as exc:
+    except _REFUSED_BACKUP as exc:
         result.download_seconds = time.perf_counter() - started
         detail = str(exc).removeprefix(f"{name}: ")
-        return result, [_failed(entry, "object_sha256_matches", detail)]
-    except HashKeyRefused as exc:
-        result.download_seconds = time.perf_counter() - started
-        detail = str(exc).removeprefix(f"{name}: ")
-        return result, [_failed(entry, "hash_key_opens", detail)]
-    except (IdentityMismatch, AgeAuthenticationFailed) as exc:
-        result.download_seconds = time.perf_counter() - started
-        detail = str(exc).removeprefix(f"{name}: ")
-        return result, [_failed(entry, "object_decrypts", detail)]
+        return result, [_failed(entry, _refusal_check(exc), detail)]
     except ObjectNotFound:
         result.download_seconds = time.perf_counter() - started
         return result, [
