@@ -165,6 +165,15 @@ def scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def opened(
+    origin: Origin, tmp_path: Path, scratch_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> Setup:
+    """A copy of the origin's backup to damage, with alice's identity configured to open it."""
+    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
+    return setup_from(origin, tmp_path)
+
+
 def drill(setup: Setup, **params: Any):
     state = restore_drill(config_path=str(setup.config), return_state=True, **params)
     return state, state.state_details.flow_run_id
@@ -330,11 +339,8 @@ def test_a_drill_with_the_wrong_identity_fails_naming_the_recipients(
     assert list(scratch_root.iterdir()) == []
 
 
-def test_a_flipped_byte_fails_the_sha256(
-    origin: Origin, tmp_path: Path, scratch_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
-    setup = setup_from(origin, tmp_path)
+def test_a_flipped_byte_fails_the_sha256(origin: Origin, opened: Setup) -> None:
+    setup = opened
     flip_a_byte(context_object(setup, origin.backup_id))
     state, _ = drill(setup)
     failure = failed_drill(state)
@@ -349,13 +355,9 @@ def test_a_flipped_byte_fails_the_sha256(
 
 
 def test_a_flipped_byte_with_the_manifest_sha256_changed_too_fails_age_authentication(
-    origin: Origin,
-    tmp_path: Path,
-    scratch_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    origin: Origin, tmp_path: Path, opened: Setup
 ) -> None:
-    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
-    setup = setup_from(origin, tmp_path)
+    setup = opened
     victim = context_object(setup, origin.backup_id)
     flip_a_byte(victim)
     change_context_entry(
@@ -365,12 +367,25 @@ def test_a_flipped_byte_with_the_manifest_sha256_changed_too_fails_age_authentic
     assert "object_decrypts" in reason
 
 
-def change_context_entry(setup: Setup, backup_id: str, **values: str) -> None:
-    """Change the context database's entry of a backup's manifest, as an attacker might."""
-    manifest = json.loads(setup.store.get_bytes(manifest_key(backup_id)))
-    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
-    entry.update(values)
+def manifest_json(setup: Setup, backup_id: str) -> dict[str, Any]:
+    return json.loads(setup.store.get_bytes(manifest_key(backup_id)))
+
+
+def rewrite_manifest(setup: Setup, backup_id: str, manifest: dict[str, Any]) -> None:
+    """Replace a backup's manifest, as an attacker with write access to the bucket might."""
     setup.store.put_bytes(manifest_key(backup_id), json.dumps(manifest).encode())
+
+
+def context_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    return entry
+
+
+def change_context_entry(setup: Setup, backup_id: str, **values: Any) -> None:
+    """Change the context database's entry of a backup's manifest."""
+    manifest = manifest_json(setup, backup_id)
+    context_entry(manifest).update(values)
+    rewrite_manifest(setup, backup_id, manifest)
 
 
 def drill_and_restore_refuse_the_context(setup: Setup, tmp_path: Path, message: str) -> str:
@@ -388,13 +403,9 @@ def drill_and_restore_refuse_the_context(setup: Setup, tmp_path: Path, message: 
 
 
 def test_a_manifest_whose_hash_key_was_replaced_fails_the_drill_and_is_not_restored(
-    origin: Origin,
-    tmp_path: Path,
-    scratch_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    origin: Origin, tmp_path: Path, opened: Setup
 ) -> None:
-    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
-    setup = setup_from(origin, tmp_path)
+    setup = opened
     change_context_entry(
         setup, origin.backup_id, hash_key=HashKey.new().sealed([origin.bob.identity.to_public()])
     )
@@ -417,15 +428,10 @@ def hash_details(record: dict[str, Any]) -> list[str]:
 
 
 def test_a_changed_keyed_hash_fails_the_drill_and_the_restore_and_no_hash_is_shown(
-    origin: Origin,
-    tmp_path: Path,
-    scratch_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    origin: Origin, tmp_path: Path, opened: Setup
 ) -> None:
-    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
-    setup = setup_from(origin, tmp_path)
-    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
-    [entry] = [d for d in manifest["databases"] if f"{d['ns']}/{d['db']}" == CONTEXT_DB]
+    setup = opened
+    entry = context_entry(manifest_json(setup, origin.backup_id))
     table = sorted(entry["tables"])[0]
     tables = {**entry["tables"], table: {**entry["tables"][table], "hash": "0" * 64}}
     change_context_entry(setup, origin.backup_id, tables=tables, schema_hash="0" * 64)
@@ -447,16 +453,12 @@ def test_a_changed_keyed_hash_fails_the_drill_and_the_restore_and_no_hash_is_sho
 
 
 def test_an_encrypted_backup_from_before_keyed_hashes_still_drills(
-    origin: Origin,
-    tmp_path: Path,
-    scratch_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    origin: Origin, opened: Setup
 ) -> None:
     """Manifests of encrypted backups written by earlier versions hold plain hashes and no
     hash_key: they verify as written, and the drill's details still show no hash."""
-    monkeypatch.setenv(IDENTITY_ENV, origin.alice.text)
-    setup = setup_from(origin, tmp_path)
-    manifest = json.loads(setup.store.get_bytes(manifest_key(origin.backup_id)))
+    setup = opened
+    manifest = manifest_json(setup, origin.backup_id)
     with connect(origin.source) as conn:
         for entry in manifest["databases"]:
             conn.use(entry["ns"], entry["db"])
@@ -464,7 +466,7 @@ def test_an_encrypted_backup_from_before_keyed_hashes_still_drills(
             entry["schema_hash"] = schema_fingerprint(conn)
             for name, table in entry["tables"].items():
                 table["hash"] = table_digest(conn, name).hexdigest()
-    setup.store.put_bytes(manifest_key(origin.backup_id), json.dumps(manifest).encode())
+    rewrite_manifest(setup, origin.backup_id, manifest)
 
     state, _ = drill(setup)
     assert state.is_completed(), state.message
