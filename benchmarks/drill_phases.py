@@ -47,7 +47,7 @@ def drill(workdir: str) -> dict:
     root = Path(workdir)
     store = open_store(f"file://{root / 'target'}")
     documents = open_store(f"file://{root / 'documents'}")
-    manifest = Repository(store).complete_backups()[-1].manifest
+    manifest = Repository(store).intact_backups()[-1].manifest
     assert manifest is not None
     started = time.perf_counter()
     report = run_drill(store, manifest, documents=documents, scratch_root=str(root))
@@ -75,7 +75,7 @@ def import_no_vectors(workdir: str) -> dict:
 
     root = Path(workdir)
     store = open_store(f"file://{root / 'target'}")
-    manifest = Repository(store).complete_backups()[-1].manifest
+    manifest = Repository(store).intact_backups()[-1].manifest
     assert manifest is not None
     entry = max(manifest.databases, key=lambda d: d.records)
     with (

@@ -169,7 +169,7 @@ def choose_tiers(repo: Repository, now: datetime, requested: str | None) -> list
     if requested == "weekly":
         return ["daily", "weekly"]
     week = now.isocalendar()[:2]
-    if not any(b.time.isocalendar()[:2] == week for b in repo.complete_backups()):
+    if not any(b.time.isocalendar()[:2] == week for b in repo.intact_backups()):
         tiers.append("weekly")
     return tiers
 

@@ -18,7 +18,6 @@ exists to find such problems. A backup that cannot be found is a `DrillFailed`.
 from __future__ import annotations
 
 import random
-import re
 import secrets
 import shutil
 import tempfile
@@ -33,8 +32,8 @@ from spectron_backup.config import DocumentsConfig, DrillConfig
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.keyed_hashes import PLAIN, HashKey, HashKeyRefused
-from spectron_backup.manifest import DatabaseEntry, Manifest, backup_time, rfc3339
-from spectron_backup.repository import Repository
+from spectron_backup.manifest import BACKUP_ID, DatabaseEntry, Manifest, backup_time, rfc3339
+from spectron_backup.repository import BackupEntry, Repository, newest_backup, why_not_latest
 from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
 from spectron_backup.stores import open_store
 from spectron_backup.stores.base import ObjectNotFound, Store
@@ -52,7 +51,6 @@ RECORD_FORMAT = 1
 SCRATCH_PREFIX = "drill_"
 TEMP_PREFIX = "spectron-drill-"
 SELECTIONS = ("latest", "random")
-_BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]+$")
 
 
 class DrillFailed(OperationFailed):
@@ -103,7 +101,7 @@ def choose_backup_request(which: str | None) -> str | None:
     else a UsageError: a typo is bad usage, a well-formed id that does not exist a failure."""
     if which in (None, *SELECTIONS):
         return which
-    if not _BACKUP_ID.match(which):
+    if not BACKUP_ID.fullmatch(which):
         raise UsageError(
             f"{which!r} is not a backup to drill: use latest, random or a backup id "
             "(YYYYMMDDTHHMMSSZ-hex, see `spectron-backup list`)"
@@ -126,41 +124,48 @@ def choose_backup(
     """The manifest of the backup to drill.
 
     `which` is `latest`, `random` or a backup id; None means `selection` (the configuration's
-    `drill.selection`). `latest` is the newest complete backup; `random` one complete backup
-    started within `window_days` before `now`. A backup that does not exist, is incomplete or
-    whose manifest cannot be read is a DrillFailed; a malformed request a UsageError.
+    `drill.selection`). `latest` is the newest backup with a manifest; `random` one started
+    within `window_days` before `now`. A backup that does not exist, is incomplete or whose
+    manifest cannot be read (or is another backup's) is a DrillFailed, and so is a `latest`
+    dated after `now` (a skewed clock: it may not be the newest); a malformed request a
+    UsageError. Missing or short objects fail their own databases' checks.
     """
     which = which or selection
     where = repo.store.url
+    entries = repo.backups()
     if which == "latest":
-        complete = repo.complete_backups()
-        if not complete:
+        entry = newest_backup(entries)
+        if entry is None:
             raise DrillFailed(None, [f"there is no complete backup in {where}"])
-        return complete[-1].manifest  # type: ignore[return-value]
+        trouble = why_not_latest(entry, now, whole=False)
+        if trouble is not None:  # the newest backup is the one a restore would want
+            raise DrillFailed(entry.backup_id, [trouble])
+        return entry.manifest  # type: ignore[return-value]
     if which == "random":
         since = now - timedelta(days=window_days)
-        candidates = [
-            b.manifest
-            for b in repo.complete_backups()
-            if b.manifest is not None and b.manifest.started >= since
-        ]
+        candidates = [b for b in entries if b.has_manifest and b.time >= since]
         if not candidates:
             raise DrillFailed(
                 None, [f"there is no complete backup in {where} from the last {window_days} days"]
             )
-        return rng.choice(candidates)
+        return _drillable(rng.choice(candidates))
     choose_backup_request(which)
-    for entry in repo.backups():
-        if entry.backup_id != which:
-            continue
-        if entry.problem:
-            raise DrillFailed(which, [entry.problem])
-        if entry.manifest is None:
-            raise DrillFailed(
-                which, [f"backup {which} is incomplete (no manifest): it cannot be restored"]
-            )
-        return entry.manifest
+    for entry in entries:
+        if entry.backup_id == which:
+            return _drillable(entry)
     raise DrillFailed(which, [f"backup {which} does not exist in {where}"])
+
+
+def _drillable(entry: BackupEntry) -> Manifest:
+    """The manifest of a chosen backup, or a DrillFailed saying why it cannot be restored."""
+    if entry.manifest is None and not entry.problem:
+        raise DrillFailed(
+            entry.backup_id,
+            [f"backup {entry.backup_id} is incomplete (no manifest): it cannot be restored"],
+        )
+    if entry.manifest is None or entry.problem:
+        raise DrillFailed(entry.backup_id, [entry.problem or ""])
+    return entry.manifest  # missing or short objects fail their databases' checks
 
 
 # -- the report -----------------------------------------------------------------------------

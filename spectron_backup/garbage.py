@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from spectron_backup.errors import SpectronBackupError
-from spectron_backup.manifest import backup_time
+from spectron_backup.manifest import is_backup_id
 from spectron_backup.repository import BACKUPS, MANIFEST, BackupEntry, Repository, manifest_key
 
 __all__ = [
@@ -33,10 +33,7 @@ __all__ = [
     "backup_folder",
     "collect_garbage",
     "find_garbage",
-    "has_manifest",
     "incomplete_garbage",
-    "is_backup_folder",
-    "is_backup_id",
     "pending_uploads",
     "upload_garbage",
 ]
@@ -54,26 +51,6 @@ class Garbage:
 
 def backup_folder(backup_id: str) -> str:
     return f"{BACKUPS}{backup_id}/"
-
-
-def is_backup_id(name: str) -> bool:
-    try:
-        backup_time(name)
-    except ValueError:
-        return False
-    return True
-
-
-def has_manifest(entry: BackupEntry) -> bool:
-    """Whether the folder holds a manifest object (readable or not)."""
-    return any(o.key == manifest_key(entry.backup_id) for o in entry.objects)
-
-
-def is_backup_folder(entry: BackupEntry) -> bool:
-    """A real backup folder: a backup id, with objects inside it (not a stray object
-    `backups/<name>` directly under backups/)."""
-    folder = backup_folder(entry.backup_id)
-    return is_backup_id(entry.backup_id) and all(o.key.startswith(folder) for o in entry.objects)
 
 
 def pending_uploads(repo: Repository) -> list:
@@ -104,7 +81,7 @@ def incomplete_garbage(
             activity[backup_id] = max(activity.get(backup_id, upload.initiated), upload.initiated)
     found = []
     for entry in entries:
-        if not is_backup_folder(entry) or has_manifest(entry) or not entry.objects:
+        if not entry.is_backup_folder or entry.has_manifest or not entry.objects:
             continue
         newest = entry.last_modified
         assert newest is not None

@@ -5,6 +5,7 @@ Its keys are an interface other tools read: add keys freely, never rename these.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,8 +22,24 @@ def new_backup_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+#: What `new_backup_id` writes. Anything else under backups/ is not ours (a folder an
+#: operator made, `20240101T000000Z-keep`), and garbage collection must never touch it.
+BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+
+
 def backup_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def is_backup_id(name: str) -> bool:
+    """Whether `name` is exactly a backup id, with a real date."""
+    if not BACKUP_ID.fullmatch(name):
+        return False
+    try:
+        backup_time(name)
+    except ValueError:
+        return False
+    return True
 
 
 def rfc3339(moment: datetime) -> str:

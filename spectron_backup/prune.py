@@ -6,7 +6,14 @@ print(json.dumps(prune_report(result)))
 
 The plan decides every complete backup with `retention.decide` and finds the garbage
 (`garbage.find_garbage`). Backups whose manifest exists but cannot be read (or whose drill
-records cannot be read) are never deleted: they are listed as `unreadable` and reported.
+records cannot be read, or that names another backup) are never deleted: they are listed
+as `unreadable` and reported. A backup whose manifest lists an object that is missing or of
+another size is damaged: reported, and decided like any other except that it counts for no
+tier, no `min_keep` place and no drill (`retention.decide`), so it never stands in for an
+intact backup and ages out as it would have.
+
+`now` may be a later time, to see what a later run would do; garbage is aged by the earlier
+of `now` and the wall clock, so that never collects a backup being written now.
 
 Deleting a backup removes its manifest FIRST, then its other objects: if the deletion
 stops half way, what remains is an incomplete backup (garbage, collected later), never a
@@ -32,9 +39,7 @@ from spectron_backup.garbage import (
     Garbage,
     backup_folder,
     collect_garbage,
-    has_manifest,
     incomplete_garbage,
-    is_backup_folder,
     pending_uploads,
     upload_garbage,
 )
@@ -53,8 +58,8 @@ class PrunePlan:
     """One per complete, readable backup, newest first."""
     garbage: list[Garbage]
     unreadable: list[str]
-    """Ids of backups whose manifest (or a drill record) exists but cannot be read: never
-    deleted; why is in `problems`."""
+    """Ids of backups whose manifest (or a drill record) exists but cannot be read, or names
+    another backup: never deleted; why is in `problems`."""
     problems: list[str] = field(default_factory=list)
     """What the plan could not read or ignored, one line each."""
     now: datetime | None = None
@@ -102,14 +107,14 @@ def plan_prune(repo: Repository, keep: KeepConfig, now: datetime) -> PrunePlan:
     except SpectronBackupError as exc:  # e.g. s3:ListBucketMultipartUploads not granted
         uploads = []
         problems.append(f"multipart uploads not checked: {exc}")
-    entries = repo.backups()
+    entries = repo.backups(strays=True)
     for entry in entries:
-        if not is_backup_folder(entry):
+        if not entry.is_backup_folder:
             problems.append(
                 f"{backup_folder(entry.backup_id).rstrip('/')}: not a backup folder, ignored"
             )
             continue
-        if not has_manifest(entry):
+        if not entry.has_manifest:
             continue  # incomplete: garbage collection's business
         if entry.manifest is None:
             unreadable.append(entry.backup_id)
@@ -117,13 +122,12 @@ def plan_prune(repo: Repository, keep: KeepConfig, now: datetime) -> PrunePlan:
                 f"backup {entry.backup_id}: manifest cannot be read, kept: {entry.problem}"
             )
             continue
-        if entry.manifest.backup_id != entry.backup_id:
+        if entry.problem:
             unreadable.append(entry.backup_id)
-            problems.append(
-                f"backup {entry.backup_id}: its manifest names backup "
-                f"{entry.manifest.backup_id}, kept"
-            )
+            problems.append(f"{entry.problem}, kept")
             continue
+        if entry.damage:
+            problems.append(f"{entry.damage}: it counts for no tier, min_keep or drill")
         try:
             passed = _drill_passed(repo, entry.drills)
         except (SpectronBackupError, OSError, ValueError) as exc:
@@ -136,10 +140,14 @@ def plan_prune(repo: Repository, keep: KeepConfig, now: datetime) -> PrunePlan:
                 time=entry.time,
                 tiers=frozenset(entry.manifest.tiers),
                 drill_passed=passed,
+                damage=entry.damage or "",
             )
         )
-    garbage = upload_garbage(uploads, keep.incomplete_grace, now) + incomplete_garbage(
-        entries, keep.incomplete_grace, now, uploads
+    # Garbage is aged by the wall clock too: deciding "as if it were" a later time must not
+    # collect a backup that is being written now.
+    garbage_now = min(now, datetime.now(UTC))
+    garbage = upload_garbage(uploads, keep.incomplete_grace, garbage_now) + incomplete_garbage(
+        entries, keep.incomplete_grace, garbage_now, uploads
     )
     return PrunePlan(
         decisions=decide(facts, keep, now),

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO
 
 import zstandard
@@ -33,7 +33,7 @@ from spectron_backup.encryption import (
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.keyed_hashes import PLAIN, HashKey, open_hash_key
 from spectron_backup.manifest import DatabaseEntry, Manifest
-from spectron_backup.repository import Repository
+from spectron_backup.repository import Repository, newest_backup, why_not_latest
 from spectron_backup.stores.base import Store
 from spectron_backup.surreal import SurrealConnection
 
@@ -241,29 +241,41 @@ def restore_database(
 
 
 def select_backup(
-    repo: Repository, which: str | None = "latest", *, before: datetime | None = None
+    repo: Repository,
+    which: str | None = "latest",
+    *,
+    before: datetime | None = None,
+    now: datetime | None = None,
 ) -> Manifest:
     """The manifest of the backup to restore: `latest`, a backup id, or the newest complete
-    backup started before `before`. Incomplete backups are never chosen."""
-    complete = repo.complete_backups()
-    if before is not None:
-        candidates = [b for b in complete if b.manifest is not None and b.manifest.started < before]
-        if not candidates:
+    backup started before `before`. Incomplete backups are never chosen; and `latest` (or
+    `--before`) refuses, rather than passing over, a newest backup that cannot be read or
+    restored whole or is dated in the future: the operator chooses by id then."""
+    entries = repo.backups()
+    if before is not None or which in (None, "latest"):
+        entry = newest_backup(entries, before=before)
+        what = "latest" if before is None else f"--before {before:%Y-%m-%dT%H:%M:%SZ}"
+        if entry is None:
+            where = "" if before is None else f" started before {before:%Y-%m-%dT%H:%M:%SZ}"
             raise UsageError(
-                f"no complete backup in {repo.store.url} started before {before:%Y-%m-%dT%H:%M:%SZ}"
+                f"no complete backup in {repo.store.url}{where}: run `spectron-backup list` "
+                "to see what is there"
             )
-        return candidates[-1].manifest  # type: ignore[return-value]
-    if which in (None, "latest"):
-        if not complete:
+        trouble = why_not_latest(entry, now or datetime.now(UTC))
+        if trouble is not None:
+            intact = newest_backup(entries, before=entry.time, intact=True)
+            other = f" (the newest intact one before it is {intact.backup_id})" if intact else ""
             raise UsageError(
-                f"no complete backup in {repo.store.url}: run `spectron-backup list` to see what is there"
+                f"{what} would be {entry.backup_id}, but {trouble}. Restore a backup by its "
+                f"id{other}; `spectron-backup list` shows them"
             )
-        return complete[-1].manifest  # type: ignore[return-value]
-    for entry in repo.backups():
+        return entry.manifest  # type: ignore[return-value]
+    for entry in entries:
         if entry.backup_id == which:
-            if entry.manifest is None:
+            if entry.manifest is None or entry.problem:
                 raise UsageError(
-                    f"backup {which} is incomplete (no manifest{': ' + entry.problem if entry.problem else ''}); it cannot be restored"
+                    f"backup {which} cannot be restored: "
+                    + (entry.problem or "it is incomplete (no manifest)")
                 )
             return entry.manifest
     raise UsageError(

@@ -9,13 +9,19 @@ Grandfather-father-son over the complete backups only, with safety floors:
   kept while at most `monthly_days` / `yearly_days` old;
 * min_keep: the `min_keep` newest complete backups are always kept;
 * drilled: the newest backup with a passed restore drill is never deleted;
-* a backup taken after `now` (clock skew) is kept.
+* a backup taken after `now` (clock skew) is kept;
+* a damaged backup (an object its manifest lists is missing or of another size) is kept only
+  by the daily window or as a future backup: it is no weekly/monthly/yearly, takes no
+  min_keep place and is not the drilled backup, so it never stands in for an intact one.
+
+A backup whose manifest records a tier (taken with `--tier weekly`, or the first of its week
+when it was taken) is kept by that tier's window too, besides the period's first.
 
 A backup is kept if any rule keeps it; a window of 0 days disables its tier. Every decision
 carries every rule that kept the backup (or why none did), for the prune report.
 
-Why the period's first backup is derived from the set, not read from the manifest's `tiers`:
-the tiers a manifest records are what the backup was *when it was taken*. If the Monday
+Why the period's first backup is derived from the set, not only read from the manifest's
+`tiers`: the tiers a manifest records are what the backup was *when it was taken*. If the Monday
 backup of a week is deleted by hand (or failed and was garbage-collected), Tuesday's backup
 is now the first of the week and must become the weekly; trusting Tuesday's manifest (which
 says "daily") would leave the week without any weekly. Deriving it from the backups present
@@ -45,10 +51,12 @@ class BackupFacts:
     time: datetime
     """When it was taken, timezone-aware UTC (from the backup id)."""
     tiers: frozenset[str]
-    """The tiers its manifest records (daily/weekly/monthly/yearly): informative only, see
-    the module docstring."""
+    """The tiers its manifest records (daily/weekly/monthly/yearly): each keeps it within that
+    tier's window, besides being its period's first (see the module docstring)."""
     drill_passed: bool
     """True if any restore drill of it passed."""
+    damage: str = ""
+    """Why it is damaged (an object missing or of another size), or empty when intact."""
 
 
 @dataclass(frozen=True)
@@ -120,30 +128,42 @@ def decide(backups: Sequence[BackupFacts], keep: KeepConfig, now: datetime) -> l
             if age(b) <= window:
                 reasons[b.backup_id].append(f"daily: within {_days(keep.daily_days)}")
 
+    intact = [b for b in present if not b.damage]
     for tier, days, label, period_name in _period_rules(keep):
         window = timedelta(days=days)
         first: dict[str, BackupFacts] = {}
         for b in sorted(backups, key=order):  # oldest first: the first seen is the first
-            first.setdefault(label(times[b.backup_id]), b)
+            if not b.damage:
+                first.setdefault(label(times[b.backup_id]), b)
         for b in present:
+            if age(b) > window:
+                continue
             period = label(times[b.backup_id])
-            is_first = first[period].backup_id == b.backup_id
-            within = age(b) <= window
-            if is_first and within:
+            first_of_period = first.get(period)
+            if b.damage:
+                misses[b.backup_id].append(
+                    f"damaged: within the {tier} window of {_days(days)}, but {b.damage}"
+                )
+            elif first_of_period is b:
                 reasons[b.backup_id].append(
                     f"{tier}: first complete backup of {period_name} {period}, within {_days(days)}"
                 )
-            elif within:
+            elif tier in b.tiers:
+                reasons[b.backup_id].append(
+                    f"{tier}: taken as a {tier} backup, within {_days(days)}"
+                )
+            else:
+                assert first_of_period is not None  # b itself is an intact backup of the period
                 misses[b.backup_id].append(
                     f"superseded: within the {tier} window of {_days(days)}, but not the "
                     f"first complete backup of {period_name} {period} "
-                    f"(that is {first[period].backup_id})"
+                    f"(that is {first_of_period.backup_id})"
                 )
 
-    for b in present[: keep.min_keep]:
+    for b in intact[: keep.min_keep]:
         reasons[b.backup_id].append(f"min_keep: one of the {keep.min_keep} newest complete backups")
 
-    drilled = next((b for b in newest_first if b.drill_passed), None)
+    drilled = next((b for b in newest_first if b.drill_passed and not b.damage), None)
     if drilled is not None:
         reasons[drilled.backup_id].append("drilled: newest backup with a passed restore drill")
 

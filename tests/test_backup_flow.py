@@ -124,7 +124,7 @@ def test_second_backup_of_the_week_is_daily_only_unless_weekly_is_asked(
     assert backup(config_path=str(config))["tiers"] == ["daily", "weekly"]
     assert backup(config_path=str(config))["tiers"] == ["daily"]
     assert backup(config_path=str(config), tier="weekly")["tiers"] == ["daily", "weekly"]
-    assert len(Repository(open_store(f"file://{tmp_path / 'target'}")).complete_backups()) == 3
+    assert len(Repository(open_store(f"file://{tmp_path / 'target'}")).intact_backups()) == 3
 
 
 def test_a_connection_dropped_mid_upload_fails_the_run_without_manifest_and_a_rerun_succeeds(
@@ -143,7 +143,7 @@ def test_a_connection_dropped_mid_upload_fails_the_run_without_manifest_and_a_re
 
     config = write_config(tmp_path, source, target, target_extra=f", endpoint_url: '{s3_server}'")
     backup(config_path=str(config))
-    assert len(Repository(store).complete_backups()) == 1
+    assert len(Repository(store).intact_backups()) == 1
 
 
 def test_a_transient_cut_is_retried_within_the_run(
@@ -212,21 +212,37 @@ def test_cli_backup_then_list(source: str, tmp_path: Path, cli_with_prefect) -> 
     partial = tmp_path / "target" / "backups" / "20200101T000000Z-abcdef" / "x"
     partial.mkdir(parents=True)
     (partial / "y.surql.zst").write_bytes(zstandard.ZstdCompressor().compress(b"OPTION IMPORT;"))
+    # What else lands in a bucket: a stray file, and a drill record cut short.
+    (tmp_path / "target" / "backups" / "README.txt").write_text("our backups\n")
+    drills = tmp_path / "target" / "backups" / backup_id / "drills"
+    drills.mkdir()
+    (drills / "20200101T000000Z.json").write_text('{"passed": tr')
     listing = run_cli("list", "--config", str(config), "--json")
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)["backups"]
-    assert [(r["backup_id"], r["complete"]) for r in rows] == [
-        (backup_id, True),
-        ("20200101T000000Z-abcdef", False),
+    assert [(r["backup_id"], r["complete"], r["intact"]) for r in rows] == [
+        (backup_id, True, True),
+        ("20200101T000000Z-abcdef", False, False),
     ]
     assert rows[0]["databases"] == 4 and rows[0]["tiers"] == ["daily", "weekly"]
+    assert rows[0]["last_drill"]["passed"] is False
+    assert "drill record cannot be read" in rows[0]["last_drill"]["problem"]
+    # a damaged backup says so
+    next((tmp_path / "target" / "backups" / backup_id / "spectron").glob("metadata.*")).unlink()
+    listing = run_cli("list", "--config", str(config), "--json")
+    damaged = json.loads(listing.stdout)["backups"][0]
+    assert (damaged["complete"], damaged["intact"]) == (True, False)
+    assert damaged["problem"] == (
+        f"backup {backup_id} is damaged: backups/{backup_id}/spectron/metadata.surql.zst is missing"
+    )
+    assert run_cli("list", "--config", str(config)).returncode == 0
 
 
 def test_dump_inside_a_backup_is_a_plain_surreal_export_dump(source: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
     backup(config_path=str(config))
     store = open_store(f"file://{tmp_path / 'target'}")
-    manifest = Repository(store).complete_backups()[0].manifest
+    manifest = Repository(store).intact_backups()[0].manifest
     assert manifest is not None
     entry = next(d for d in manifest.databases if d.role == "control")
     with fetch_verified(store, entry) as blob, dump_text(blob) as text:

@@ -84,7 +84,7 @@ def remove_backup(store: Store, backup_id: str) -> None:
 
 
 def complete_ids(store: Store) -> set[str]:
-    return {b.backup_id for b in Repository(store).complete_backups()}
+    return {b.backup_id for b in Repository(store).intact_backups()}
 
 
 def all_keys(store: Store) -> list[str]:
@@ -479,6 +479,56 @@ def test_collect_garbage_reports_problems_and_goes_on(file_store):
     assert "has a manifest now" in problems[2]
     assert not list(file_store.list(f"backups/{a}/"))
     assert file_store.exists(object_key(b, "acme", "prod"))
+
+
+def test_damaged_backups_never_stand_in_for_intact_ones(file_store):
+    ids = [write_backup(file_store, NOW - timedelta(days=900 - n)) for n in range(5)]
+    for backup_id in ids[2:]:  # the newest three lose an object
+        file_store.delete(object_key(backup_id, "acme", "prod"))
+    repo = Repository(file_store)
+    plan = plan_prune(repo, KeepConfig(daily_days=7, weekly_days=0), NOW)
+    assert kept(plan) == set(ids[:2])  # min_keep: the intact ones, however old
+    assert set(plan.to_delete) == set(ids[2:])
+    damaged = [p for p in plan.problems if "is damaged" in p]
+    assert len(damaged) == 3
+    assert all("acme/prod.surql.zst is missing" in p for p in damaged)
+    result = apply_prune(repo, plan, dry_run=False)
+    assert sorted(result.deleted) == sorted(ids[2:])
+    assert complete_ids(file_store) == set(ids[:2])
+
+
+def test_deciding_as_of_a_later_time_never_collects_a_backup_being_written(file_store):
+    wall = datetime.now(UTC)
+    old = write_backup(file_store, wall - timedelta(days=29))
+    recent = write_backup(file_store, wall - timedelta(days=1))
+    writing = write_backup(file_store, wall, complete=False)  # its objects written just now
+    repo = Repository(file_store)
+    later = wall + timedelta(days=2)
+    plan = plan_prune(repo, KeepConfig(weekly_days=0, min_keep=1), later)
+    assert plan.to_delete == [old]  # the decisions are those of the later time
+    assert plan.garbage == []  # but garbage is aged by the real clock
+    assert apply_prune(repo, plan, dry_run=False).deleted == [old]
+    assert file_store.exists(object_key(writing, "acme", "prod"))
+    assert complete_ids(file_store) == {recent}
+
+
+def test_folders_that_only_look_like_backups_are_never_collected(file_store):
+    lookalikes = [
+        f"backups/{new_backup_id(NOW - timedelta(days=9))}{tail}/x.bin"
+        for tail in (
+            "-keep-forever",
+            "copy",
+        )
+    ]
+    for key in lookalikes:
+        file_store.put_bytes(key, b"an operator's own")
+        set_age(file_store, key, NOW - timedelta(days=9))
+    repo = Repository(file_store)
+    plan = plan_prune(repo, KeepConfig(), NOW)
+    assert plan.garbage == []
+    assert sum("not a backup folder, ignored" in p for p in plan.problems) == 2
+    apply_prune(repo, plan, dry_run=False)
+    assert all(file_store.exists(key) for key in lookalikes)
 
 
 # --- S3: the same through moto, stale multipart uploads, Object Lock -----------------------------

@@ -44,9 +44,7 @@ def test_dry_run_then_real_run(tmp_path: Path, cli_with_prefect) -> None:
     assert planned["dry_run"] is True
     to_delete = {d["backup_id"] for d in planned["decisions"] if d["action"] == "delete"}
     assert to_delete and set(ids) - to_delete  # some go, some stay
-    assert {b.backup_id for b in Repository(store).complete_backups()} == set(
-        ids
-    )  # nothing deleted
+    assert {b.backup_id for b in Repository(store).intact_backups()} == set(ids)  # nothing deleted
     for decision in planned["decisions"]:
         assert decision["reasons"], decision  # every decision says which rule decided
 
@@ -56,7 +54,7 @@ def test_dry_run_then_real_run(tmp_path: Path, cli_with_prefect) -> None:
     assert [d for d in done["decisions"]] == planned[
         "decisions"
     ]  # the run does what the dry run said
-    assert {b.backup_id for b in Repository(store).complete_backups()} == set(ids) - to_delete
+    assert {b.backup_id for b in Repository(store).intact_backups()} == set(ids) - to_delete
     # The six backups younger than the daily window (7 days) are all still there.
     assert set(ids[-6:]) <= set(ids) - to_delete
 
@@ -82,12 +80,12 @@ def test_backup_prunes_after_success_only(tmp_path: Path) -> None:
     cfg = config(tmp_path, source, keep=", min_keep: 3")
     result = backup(config_path=str(cfg))
     assert set(old) <= set(result["pruned"])
-    remaining = {b.backup_id for b in Repository(store).complete_backups()}
+    remaining = {b.backup_id for b in Repository(store).intact_backups()}
     assert result["backup_id"] in remaining and not set(old) & remaining
 
     # A failing backup prunes nothing.
-    before = {b.backup_id for b in Repository(store).complete_backups()}
+    before = {b.backup_id for b in Repository(store).intact_backups()}
     bad = config(tmp_path, "ws://127.0.0.1:9/rpc")
     with pytest.raises(Exception):  # noqa: B017 - the cause is asserted in the backup tests
         backup(config_path=str(bad))
-    assert {b.backup_id for b in Repository(store).complete_backups()} == before
+    assert {b.backup_id for b in Repository(store).intact_backups()} == before

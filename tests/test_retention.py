@@ -15,8 +15,12 @@ from spectron_backup.retention import EXPIRED, BackupFacts, Decision, decide
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 2026-W48
 
 
-def facts(time: datetime, *, drill: bool = False, n: int = 0) -> BackupFacts:
-    return BackupFacts(f"{time:%Y%m%dT%H%M%SZ}-{n:06x}", time, frozenset({"daily"}), drill)
+def facts(
+    time: datetime, *, drill: bool = False, n: int = 0, tiers=("daily",), damage: str = ""
+) -> BackupFacts:
+    return BackupFacts(
+        f"{time:%Y%m%dT%H%M%SZ}-{n:06x}", time, frozenset(tiers), drill, damage=damage
+    )
 
 
 def kept(decisions: list[Decision]) -> set[str]:
@@ -145,6 +149,52 @@ def test_backups_from_the_future_are_kept_and_take_no_min_keep_place():
     assert decisions[0].backup_id == future.backup_id
     assert decisions[0].reasons == ("future: taken 3:00:00 after now (clock skew?), kept",)
     assert [d.action for d in decisions] == ["keep", "keep", "keep", "delete"]
+
+
+def test_a_backup_taken_as_weekly_is_kept_for_the_weekly_window():
+    # The weekly deployment runs on Sundays with --tier weekly; Monday's daily backup is the
+    # first of the ISO week. Sixty days later both are past the daily window.
+    monday = facts(datetime(2026, 9, 21, 2, tzinfo=UTC))
+    daily = [facts(datetime(2026, 9, 21 + d, 2, tzinfo=UTC)) for d in range(1, 6)]
+    sunday = facts(datetime(2026, 9, 27, 3, tzinfo=UTC), tiers=("daily", "weekly"))
+    recent = [facts(NOW - timedelta(days=d)) for d in range(3)]
+    decisions = by_id(decide([monday, *daily, sunday, *recent], KeepConfig(), NOW))
+    assert decisions[sunday.backup_id].reasons == (
+        "weekly: taken as a weekly backup, within 365 days",
+    )
+    assert decisions[monday.backup_id].action == "keep"  # still the first of its week
+    assert all(decisions[b.backup_id].action == "delete" for b in daily)
+    # Past the weekly window it goes like any other.
+    later = NOW + timedelta(days=400)
+    assert by_id(decide([sunday, *recent], KeepConfig(), later))[sunday.backup_id].reasons == (
+        EXPIRED,
+    )
+
+
+def test_a_damaged_backup_counts_for_no_tier_min_keep_or_drill():
+    damage = "backup x is damaged: backups/x/acme/prod.surql.zst is missing"
+    # Old backups, the newest three damaged: min_keep keeps the three newest intact ones.
+    old = [facts(NOW - timedelta(days=800 + d), damage=damage if d < 3 else "") for d in range(6)]
+    decisions = by_id(decide(old, KeepConfig(), NOW))
+    assert [decisions[b.backup_id].action for b in old] == ["delete"] * 3 + ["keep"] * 3
+    assert decisions[old[0].backup_id].reasons == (EXPIRED,)
+    # A damaged Monday is not the week's weekly: Tuesday is.
+    monday = facts(datetime(2026, 6, 1, 2, tzinfo=UTC), damage=damage, drill=True)
+    tuesday = facts(datetime(2026, 6, 2, 2, tzinfo=UTC))
+    recent = [facts(NOW - timedelta(days=d)) for d in range(3)]
+    decisions = by_id(decide([monday, tuesday, *recent], KeepConfig(), NOW))
+    assert decisions[monday.backup_id].action == "delete"
+    assert decisions[monday.backup_id].reasons == (
+        f"damaged: within the weekly window of 365 days, but {damage}",
+    )
+    assert decisions[tuesday.backup_id].reasons == (
+        "weekly: first complete backup of ISO week 2026-W23, within 365 days",
+    )
+    # Within the daily window a damaged backup is kept like any other (it ages out).
+    fresh = facts(NOW - timedelta(days=1), damage=damage)
+    assert by_id(decide([fresh], KeepConfig(), NOW))[fresh.backup_id].reasons == (
+        "daily: within 30 days",
+    )
 
 
 def test_zero_days_disables_a_tier():

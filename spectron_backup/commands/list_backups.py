@@ -11,6 +11,7 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.encryption import short_key
+from spectron_backup.errors import SpectronBackupError
 from spectron_backup.repository import BackupEntry, Repository
 from spectron_backup.stores import open_target_store
 
@@ -19,10 +20,17 @@ def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
     manifest = entry.manifest
     last_drill = None
     if entry.drills:
-        record = repo.read_json(entry.drills[-1])
+        at = entry.drills[-1].rsplit("/", 1)[-1].removesuffix(".json")
+        try:
+            record = repo.read_json(entry.drills[-1])
+        except (SpectronBackupError, OSError, ValueError) as exc:
+            record = {"problem": f"drill record cannot be read: {exc}"}
+        if not isinstance(record, dict):
+            record = {"problem": "drill record is not a JSON object"}
         last_drill = {
-            "at": record.get("finished_at") or entry.drills[-1].rsplit("/", 1)[-1][:-5],
-            "passed": bool(record.get("passed")),
+            "at": record.get("finished_at") or at,
+            "passed": record.get("passed") is True,
+            "problem": record.get("problem"),
         }
     return {
         "backup_id": entry.backup_id,
@@ -36,7 +44,8 @@ def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
         "encrypted": manifest.encrypted if manifest else None,
         "recipients": manifest.recipients if manifest else [],
         "last_drill": last_drill,
-        "problem": entry.problem,
+        "intact": entry.intact,
+        "problem": entry.trouble,
     }
 
 
@@ -73,14 +82,16 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
             "" if row["databases"] is None else str(row["databases"]),
             "" if row["records"] is None else f"{row['records']:,}",
             f"{row['bytes'] / 1e6:,.1f} MB",
-            "yes"
+            f"[red]{row['problem']}[/]"
+            if row["problem"]
+            else "yes"
             if row["complete"]
-            else "[yellow]no[/] (no manifest)"
-            if not row["problem"]
-            else f"[red]{row['problem']}[/]",
+            else "[yellow]no[/] (no manifest)",
             _recipients(row),
             ""
             if drill is None
+            else f"[red]{drill['problem']}[/]"
+            if drill["problem"]
             else ("[green]passed[/]" if drill["passed"] else "[red]failed[/]") + f" {drill['at']}",
         )
     err.print(table)
