@@ -63,7 +63,9 @@ RULE_KEYS = ("scope", "memory_category", "ttl")
 
 _TTL = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
 _TTL_UNITS = {"d": 1, "w": 7, "y": 365}
-_TTL_ALLOWED = "use <n>d, <n>w or <n>y (for example 30d, 2w, 1y), at least 1d"
+#: The longest TTL a rule may give (a 9999y "never" overflowed the sweep's date arithmetic).
+MAX_TTL_YEARS = 1000
+_TTL_ALLOWED = f"use <n>d, <n>w or <n>y (for example 30d, 2w, 1y), from 1d to {MAX_TTL_YEARS}y"
 _SUB_DAY = {"h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
 
 
@@ -281,6 +283,11 @@ def _parse_ttl(raw: Any) -> tuple[timedelta | None, str | None]:
         return None, f"ttl {raw!r}: unknown unit {unit!r}, {_TTL_ALLOWED}"
     if number < 1:
         return None, f"ttl {raw!r} is below the minimum of 1d"
+    if number * _TTL_UNITS[unit] > MAX_TTL_YEARS * 365:
+        return None, (
+            f"ttl {raw!r} is above the maximum of {MAX_TTL_YEARS}y: that is as good as never "
+            f"expiring; write {MAX_TTL_YEARS}y"
+        )
     return timedelta(days=number * _TTL_UNITS[unit]), None
 
 

@@ -7,12 +7,12 @@ Tables that do not exist are skipped.
 
 A record is expired when
 
-* `valid_until != NONE AND valid_until < now - grace` (reason `valid_until`; the explicit
-  `!= NONE` matters: NONE sorts before every datetime, so `valid_until < $t` alone matches
-  records without a `valid_until`), or
+* `valid_until >= <earliest datetime> AND valid_until < now - grace` (reason `valid_until`;
+  the lower bound matters: NONE, NULL, strings, numbers and durations all sort before every
+  datetime, so `valid_until < $t` alone matches records without a datetime there), or
 * `created_at + ttl < now`, the TTL being the one its scope resolves to (reason `ttl`).
-  Indefinite TTLs never expire, and a record whose `valid_until` lies after `now` is never
-  touched. Only records with `created_at < now - (smallest finite TTL of the category)` are
+  Indefinite TTLs never expire, and a record whose `valid_until` lies after `now`, or is
+  neither NONE, NULL nor a datetime, is never touched. Only records with `created_at < now - (smallest finite TTL of the category)` are
   read as candidates; each is then resolved in Python from its scope clauses
   (`scope.paths`, which the engine returns as a list of path lists).
 
@@ -247,6 +247,11 @@ def sweep_clock(requested: datetime | None, dry_run: bool, real: datetime) -> da
     return requested
 
 
+#: Below every datetime value, above every value of another type that sorts before datetimes
+#: (NULL, booleans, numbers, strings, durations).
+EARLIEST_DATETIME = "d'0001-01-01T00:00:00Z'"
+
+
 def datetime_literal(moment: datetime) -> str:
     """A SurrealQL datetime literal (UTC, microseconds)."""
     if moment.tzinfo is None:
@@ -367,8 +372,12 @@ class _Sweep:
         if not self.may_have(table, self.fields.valid_until):
             return  # e.g. `instruction`: no valid_until, nothing to read
         category_expr = self.category if table.category is None else "NONE"
+        # only datetimes: NULL, strings, numbers and durations sort before every datetime, so
+        # `!= NONE AND < cutoff` took them all for expired; a range from the earliest datetime
+        # is still one index range
         condition = (
-            f"{self.valid_until} != NONE AND {self.valid_until} < {datetime_literal(self.cutoff)}"
+            f"{self.valid_until} >= {EARLIEST_DATETIME} "
+            f"AND {self.valid_until} < {datetime_literal(self.cutoff)}"
         )
         base = (
             f"SELECT <string> id AS id, {category_expr} AS category "
@@ -396,8 +405,12 @@ class _Sweep:
     def expired_by_ttl(self, plan: _Plan) -> None:
         table = plan.table
         now_lit = datetime_literal(self.now)
-        # never touch a record that is still valid (valid_until after now)
-        still_open = f"({self.valid_until} = NONE OR {self.valid_until} <= {now_lit})"
+        # never touch a record that is still valid (valid_until after now), nor one whose
+        # valid_until is not a datetime at all (it cannot be told whether it still is)
+        vu = self.valid_until
+        still_open = (
+            f"({vu} = NONE OR {vu} = NULL OR ({vu} >= {EARLIEST_DATETIME} AND {vu} <= {now_lit}))"
+        )
         for category in (table.category,) if table.category else MEMORY_CATEGORIES:
             shortest = min_finite_ttl(self.policies, category)
             if shortest is None:
@@ -420,7 +433,7 @@ class _Sweep:
                     created = row.get("created_at")
                     if resolution.ttl is None or not isinstance(created, datetime):
                         continue
-                    if created + resolution.ttl < self.now:
+                    if created < self.now - resolution.ttl:
                         key = (table.name, category, "ttl", _policy_name(resolution))
                         # the re-check: still of that category, old enough, still open
                         condition = " AND ".join(

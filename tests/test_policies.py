@@ -38,6 +38,9 @@ def test_good_ttls(text: str, days: int) -> None:
         ("12h", "hours are not allowed"),
         ("90m", "minutes are not allowed"),
         ("0d", "below the minimum of 1d"),
+        ("1001y", "above the maximum of 1000y"),
+        ("999999999y", "above the maximum of 1000y"),
+        ("52200w", "above the maximum of 1000y"),
         ("abc", "is not a duration"),
         ("30", "is not a duration"),
         (30, "has no unit"),
@@ -51,7 +54,7 @@ def test_bad_ttls_name_the_rule_and_what_is_allowed(ttl: object, says: str) -> N
     message = str(caught.value)
     assert message.startswith("retention rule 2: ttl")
     assert says in message
-    assert "<n>d, <n>w or <n>y" in message or "minimum" in message
+    assert "<n>d, <n>w or <n>y" in message or "minimum" in message or "maximum" in message
     assert caught.value.exit_code == 2
 
 

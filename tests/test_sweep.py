@@ -222,6 +222,56 @@ def test_future_and_missing_valid_until_and_indefinite_never_touched(
     assert "entity:['person', 'alice']" in left and "entity:['topic', 'h']" in left
 
 
+def test_valid_until_that_is_not_a_datetime_is_never_taken_for_expired() -> None:
+    # A schemaless table holds whatever Spectron (or a migration) wrote: NULL, strings,
+    # numbers and durations all sort before every datetime in SurrealQL.
+    conn = SurrealConnection("mem://")
+    conn.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    conn.use(NS, DB)
+    values = {
+        "null": "NULL",
+        "text": "'2099-01-01T00:00:00Z'",
+        "number": "5",
+        "duration": "1d",
+        "past": ago(1),
+    }
+    conn.run(
+        "DEFINE TABLE uncertainty SCHEMALESS; "
+        + " ".join(
+            f"CREATE uncertainty:{name}_{age} SET scope = [], created_at = {ago(age)}, "
+            f"valid_until = {value};"
+            for name, value in values.items()
+            for age in (1, 40)  # young, and past the unknowns' default TTL of 30 days
+        )
+    )
+    report = sweep(conn)
+    left = set(conn.run_one("SELECT VALUE <string> id FROM uncertainty"))
+    assert left == {
+        "uncertainty:null_1",
+        "uncertainty:text_1",
+        "uncertainty:number_1",
+        "uncertainty:duration_1",
+        # not datetimes: whether they are still valid cannot be told, so the TTL spares them
+        "uncertainty:text_40",
+        "uncertainty:number_40",
+        "uncertainty:duration_40",
+    }
+    assert reported_keys(report) == {
+        ("uncertainty", "unknowns", "valid_until", "-"): 2,  # past_1, past_40
+        ("uncertainty", "unknowns", "ttl", "default"): 1,  # null_40: NULL is no valid_until
+    }
+    conn.close()
+
+
+def test_the_longest_ttl_a_rule_may_give_sweeps_without_overflow(conn: SurrealConnection) -> None:
+    # "Never", written as the longest TTL allowed, for every category (9999y overflowed).
+    forever = parse_policies(
+        [{"memory_category": c, "ttl": "1000y"} for c in ("identity", "context", "unknowns")]
+    )
+    report = sweep_database(conn, NS, DB, forever, now=NOW, dry_run=True)
+    assert {reason for _table, _cat, reason, _rule in report.deleted} == {"valid_until"}
+
+
 def test_grace_delays_valid_until(conn: SurrealConnection) -> None:
     report = sweep(conn, dry_run=True, valid_until_grace=timedelta(days=3))
     keys = reported_keys(report)
