@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from spectron_backup.backup import SourceConnections
 from spectron_backup.config import load_config
 from spectron_backup.discovery import discover
 from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.manifest import rfc3339
 from spectron_backup.stores import open_target_store
 from spectron_backup.sweep import sweep_clock
 from tasks.events import emit_spectron_event
@@ -45,13 +46,24 @@ def expire_sweep(
         contexts = [ref for ref in found.databases if ref.role == "context"]
         if context is not None:
             contexts = [ref for ref in contexts if ref.context == context]
+            if not contexts and context in found.excluded:
+                raise UsageError(
+                    f"Context {context!r} is left out by source.contexts (include/exclude) in "
+                    "the configuration: it is neither backed up nor swept"
+                )
             if not contexts:
                 raise UsageError(
                     f"no Context {context!r} with an existing database in {conn.display_url}"
                 )
-        reports = [
-            sweep_context(conn, ref, policies, config, moment, dry_run, force) for ref in contexts
-        ]
+        # One Context failing must neither stop the others nor lose the report of what was
+        # deleted before it: every Context is swept, the report stored, then the run fails.
+        reports: list[dict[str, Any]] = []
+        failures: list[tuple[str, Exception]] = []
+        for ref in contexts:
+            try:
+                reports.append(sweep_context(conn, ref, policies, config, moment, dry_run, force))
+            except Exception as exc:
+                failures.append((f"{ref.name} (Context {ref.context})", exc))
     except Exception as exc:
         emit_spectron_event("expire", "failed", {"reason": str(exc)})
         raise
@@ -59,26 +71,41 @@ def expire_sweep(
         connections.close()
     report = {
         "dry_run": dry_run,
-        "now": moment.isoformat(),
+        "now": rfc3339(moment),
         "deleted_total": sum(r["deleted_total"] for r in reports),
         "held_total": sum(r["held"]["count"] for r in reports),
         "changed_total": sum(r["changed"]["count"] for r in reports),
         "refused": [
             f"{r['namespace']}/{r['database']}: {x['table']}" for r in reports for x in r["refused"]
         ],
+        "failed": [f"{name}: {exc}" for name, exc in failures],
         "databases": reports,
     }
-    stamp = f"{moment:%Y%m%dT%H%M%SZ}" + ("-dry-run" if dry_run else "")
-    report["stored_as"] = store_sweep_report(open_target_store(config.target), report, stamp)
+    # keyed by the wall clock, never overwritten: two runs at the same --now keep both reports
+    report["stored_as"] = store_sweep_report(open_target_store(config.target), report, dry_run)
     publish_sweep_report(report)
+    problems = list(report["failed"])
     if report["refused"]:
-        reason = "the guard refused to delete more than sweep.max_delete_fraction of: " + ", ".join(
-            report["refused"]
+        refusal = (
+            "the guard refused to delete more than sweep.max_delete_fraction of: "
+            + ", ".join(report["refused"])
         )
+        if dry_run:  # what a real run would do: reported, not a failure of the dry run
+            get_run_logger().warning(
+                "%s: a real run will fail unless forced (check the clock and the retention "
+                "rules first)",
+                refusal.replace("refused", "would refuse"),
+            )
+        else:
+            problems.append(
+                refusal + " (check the clock and the retention rules, or run with --force)"
+            )
+    if problems:
+        reason = "; ".join(problems)
         emit_spectron_event("expire", "failed", {"reason": reason})
-        raise OperationFailed(
-            reason + " (check the clock and the retention rules, or run with --force)"
-        )
+        if failures and all(isinstance(exc, UsageError) for _name, exc in failures):
+            raise UsageError(reason)
+        raise OperationFailed(reason)
     emit_spectron_event(
         "expire",
         "completed",

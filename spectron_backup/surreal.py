@@ -49,6 +49,10 @@ class AccessRefused(UsageError):
     for. The operator's configuration (exit 2), never a problem of the data."""
 
 
+#: What the engine says of the statements of a transaction that another statement failed.
+_CANCELLED = "not executed due to a failed transaction"
+
+
 class StatementError(OperationFailed):
     """A SurrealQL statement returned an error."""
 
@@ -295,14 +299,17 @@ class SurrealConnection:
     def values(self, results: list[dict[str, Any]]) -> list[Any]:
         """Each statement's result of `query`'s (or a submitted query's) results, raising on
         the first failed one."""
-        values = []
-        for index, item in enumerate(results):
-            if item.get("status") != "OK":
-                if _is_not_allowed(item):
-                    raise self._not_allowed(str(item.get("result")))
-                raise StatementError(str(item.get("result")), index)
-            values.append(item.get("result"))
-        return values
+        failed = [(i, item) for i, item in enumerate(results) if item.get("status") != "OK"]
+        if failed:
+            # In a transaction every statement reports the same "not executed due to a failed
+            # transaction"; the one that failed it says why.
+            index, item = next(
+                ((i, x) for i, x in failed if _CANCELLED not in str(x.get("result"))), failed[0]
+            )
+            if _is_not_allowed(item):
+                raise self._not_allowed(str(item.get("result")))
+            raise StatementError(str(item.get("result")), index)
+        return [item.get("result") for item in results]
 
     def run_one(
         self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None

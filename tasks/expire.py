@@ -9,17 +9,27 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.tasks import exponential_backoff
 
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef
+from spectron_backup.manifest import new_backup_id
 from spectron_backup.policies import PolicySet
 from spectron_backup.stores.base import Store
 from spectron_backup.surreal import SurrealConnection
 from spectron_backup.sweep import sweep_database
-from tasks.retries import SHORT_STEP_RETRIES
+from tasks.retries import SHORT_STEP_RETRIES, retry_transient
 
 
-@task(name="sweep-context", task_run_name="sweep {ref.ns}/{ref.db}", cache_policy=NONE)
+@task(
+    name="sweep-context",
+    task_run_name="sweep {ref.ns}/{ref.db}",
+    cache_policy=NONE,
+    # a retry is safe: the sweep plans again from what is there now
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_condition_fn=retry_transient,
+)
 def sweep_context(
     conn: SurrealConnection,
     ref: DatabaseRef,
@@ -60,7 +70,10 @@ def sweep_context(
 
 
 @task(name="store-sweep-report", cache_policy=NONE, **SHORT_STEP_RETRIES)
-def store_sweep_report(store: Store, report: dict[str, Any], stamp: str) -> str:
+def store_sweep_report(store: Store, report: dict[str, Any], dry_run: bool) -> str:
+    """`sweeps/<wall clock>-<hex>[-dry-run].json`: the time the sweep ran (its `now`, which
+    --now may set, is inside), unique, so no report ever replaces another."""
+    stamp = new_backup_id() + ("-dry-run" if dry_run else "")  # time-sorted, unique
     key = f"sweeps/{stamp}.json"
     store.put_bytes(key, (json.dumps(report, indent=2, default=str) + "\n").encode())
     return key

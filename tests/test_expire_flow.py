@@ -176,3 +176,76 @@ def test_a_bad_rule_is_a_configuration_error(
     result = cli_with_prefect("expire", "--config", str(config), "--dry-run")
     assert result.returncode == 2
     assert "rule 1" in result.stderr and "hours are not allowed" in result.stderr
+
+
+def test_a_dry_run_reports_what_the_guard_would_refuse_and_every_report_is_kept(
+    instance: str, tmp_path: Path, cli_with_prefect
+) -> None:
+    config = write_config(tmp_path, instance, fraction=0.01)
+    runs = [
+        cli_with_prefect("expire", "--config", str(config), "--dry-run", "--now", NOW, "--json")
+        for _ in range(2)
+    ]
+    for dry in runs:  # the check the README advises before --force shows the numbers
+        assert dry.returncode == 0, dry.stderr
+        planned = json.loads(dry.stdout)
+        assert {r.split(": ")[1] for r in planned["refused"]} == {
+            "attribute",
+            "relates_to",
+            "uncertainty",
+        }
+    human = cli_with_prefect("expire", "--config", str(config), "--dry-run", "--now", NOW)
+    assert human.returncode == 0 and "the guard would refuse" in human.stderr
+    # the same --now three times: three reports, none replaced; its time is in UTC
+    stored = [json.loads(dry.stdout)["stored_as"] for dry in runs]
+    assert len(set(stored)) == 2
+    offset = cli_with_prefect(
+        "expire",
+        "--config",
+        str(config),
+        "--dry-run",
+        "--now",
+        "2026-11-24T14:00:00+02:00",
+        "--json",
+    )
+    assert json.loads(offset.stdout)["now"] == "2026-11-24T12:00:00.000000Z"
+    target = open_store(f"file://{tmp_path / 'target'}")
+    assert len([i for i in target.list("sweeps/") if i.key.endswith("-dry-run.json")]) == 4
+
+
+def test_one_context_failing_neither_stops_the_others_nor_loses_the_report(
+    tmp_path: Path, cli_with_prefect
+) -> None:
+    url = f"surrealkv://{tmp_path / 'spectron'}"
+    with connect(url) as conn:
+        seeded = seed_instance(conn, SeedPlan(contexts=2, scale=0.3, seed=2, embedding_width=8))
+        broken, healthy = seeded.contexts
+        conn.use(broken.namespace, broken.database)
+        conn.run(  # a real refusal by the engine, inside that Context's delete transaction
+            "DEFINE EVENT keep_attributes ON attribute WHEN $event = 'DELETE' "
+            "THEN { THROW 'attributes are kept here' }"
+        )
+    config = write_config(tmp_path, url, retention=RULE)
+    before = counts_of(url, healthy.namespace, healthy.database)
+    result = cli_with_prefect("expire", "--config", str(config), "--now", NOW)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and broken.context_id in errors[0], result.stderr
+    assert "attributes are kept here" in errors[0]
+    after = counts_of(url, healthy.namespace, healthy.database)
+    assert sum(after.values()) < sum(before.values())  # the other Context was swept
+    target = open_store(f"file://{tmp_path / 'target'}")
+    (report_key,) = [i.key for i in target.list("sweeps/")]
+    report = json.loads(target.get_bytes(report_key))
+    assert [d["context"] for d in report["databases"]] == [healthy.context_id]
+    assert report["deleted_total"] == sum(before.values()) - sum(after.values())
+    assert len(report["failed"]) == 1 and broken.context_id in report["failed"][0]
+
+
+def counts_of(url: str, ns: str, db: str) -> dict[str, int]:
+    with connect(url) as conn:
+        conn.use(ns, db)
+        return {
+            t: (conn.run_one(f"SELECT count() FROM {t} GROUP ALL") or [{"count": 0}])[0]["count"]
+            for t in TABLES
+        }

@@ -81,3 +81,9 @@ def _show(report: dict[str, Any]) -> None:
         + (f"{changed:,} left because they changed during the sweep; " if changed else "")
         + f"report stored as {report['stored_as']}"
     )
+    if report["dry_run"] and report["refused"]:
+        err.print(
+            "[yellow]the guard would refuse[/] to delete more than sweep.max_delete_fraction of: "
+            + ", ".join(report["refused"])
+            + ": a real run fails there unless --force (check the clock and the rules first)"
+        )
