@@ -142,6 +142,7 @@ def backup_database(
         ns=ref.ns,
         db=ref.db,
         context=ref.context,
+        shared_with=list(ref.shared_with),
         role=ref.role,
         key=key,
         bytes=hashed.bytes,
@@ -159,7 +160,12 @@ def backup_database(
         schema_hash=hash_key.apply(summary.schema_hash),
         hash_key=hash_key.sealed(encrypt_to),
         seconds=round(time.perf_counter() - started, 3),
-        warnings=summary.warnings,
+        warnings=summary.warnings
+        + (
+            [f"also the database of Context {', '.join(ref.shared_with)}: backed up once"]
+            if ref.shared_with
+            else []
+        ),
     )
 
 
@@ -181,6 +187,40 @@ class BackupFailed(OperationFailed):
         super().__init__(f"backup {backup_id} failed, no manifest written: " + "; ".join(failures))
         self.backup_id = backup_id
         self.failures = failures
+
+
+def stored_object_problems(store: Store, manifest: Manifest) -> list[str]:
+    """What is wrong with the objects a manifest is about to vouch for: one is missing, of
+    another size, or carries another sha256 (two databases written to one key; a stalled
+    backup whose objects garbage collection took). One request per database."""
+    problems = []
+    keys = [d.key for d in manifest.databases]
+    for key in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"{key}: written by {keys.count(key)} databases of this backup")
+    for database in manifest.databases:
+        info = store.head(database.key)
+        if info is None:
+            problems.append(f"{database.ns}/{database.db}: {database.key} is gone")
+        elif info.size != database.bytes:
+            problems.append(
+                f"{database.ns}/{database.db}: {database.key} is {info.size:,} bytes, "
+                f"{database.bytes:,} were written"
+            )
+        elif info.metadata.get("sha256") != database.sha256:
+            problems.append(
+                f"{database.ns}/{database.db}: {database.key} carries another sha256 than "
+                "the one written"
+            )
+    return problems
+
+
+def write_checked_manifest(store: Store, manifest: Manifest) -> None:
+    """Write the manifest, last, only if every object it lists is in the store as written:
+    a manifest is the promise that the backup restores."""
+    problems = stored_object_problems(store, manifest)
+    if problems:
+        raise BackupFailed(manifest.backup_id, problems)
+    Repository(store).write_manifest(manifest)
 
 
 def build_manifest(
@@ -243,5 +283,5 @@ def backup_instance(
         found,
         entries,
     )
-    Repository(store).write_manifest(manifest)
+    write_checked_manifest(store, manifest)
     return manifest

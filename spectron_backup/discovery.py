@@ -2,12 +2,13 @@
 
 The control plane `spectron/metadata`, the job queue `spectron/_jobqueue` when present, and
 every Context database named in the control plane's `context` table. A Context whose
-database does not exist is reported, never silently skipped.
+database does not exist is reported, never silently skipped. Two Contexts registered on one
+database (or a Context on the control plane's) give that database once, naming both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from spectron_backup.config import SourceConfig
@@ -23,6 +24,8 @@ class DatabaseRef:
     db: str
     role: Role
     context: str | None = None
+    #: other Contexts registered on this same database: it is backed up once, for all of them
+    shared_with: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -57,12 +60,18 @@ def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
         conn.run_one("SELECT VALUE [<string> record::id(id), namespace, database] FROM context")
         or []
     )
+    placed = {(r.ns, r.db): i for i, r in enumerate(found.databases)}
     for context_id, ns, db in sorted(rows, key=lambda r: r[0]):
         if not source.contexts.selects(context_id):
             found.excluded.append(context_id)
             continue
         ref = DatabaseRef(str(ns), str(db), "context", context_id)
-        if (ref.ns, ref.db) in existing:
+        if (ref.ns, ref.db) in placed:  # one database, one object: two would share its key
+            index = placed[(ref.ns, ref.db)]
+            first = found.databases[index]
+            found.databases[index] = replace(first, shared_with=(*first.shared_with, context_id))
+        elif (ref.ns, ref.db) in existing:
+            placed[(ref.ns, ref.db)] = len(found.databases)
             found.databases.append(ref)
         else:
             found.missing.append(ref)

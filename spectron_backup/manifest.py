@@ -57,6 +57,8 @@ class DatabaseEntry(BaseModel):
     ns: str
     db: str
     context: str | None = None
+    #: other Context ids registered on this same database (backed up once, for all of them)
+    shared_with: list[str] = Field(default_factory=list)
     role: str = "context"
     key: str  # relative to the target
     bytes: int  # stored (compressed) size

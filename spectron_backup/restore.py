@@ -288,7 +288,7 @@ def select_databases(
 ) -> list[DatabaseEntry]:
     """All databases of a backup, or the one of a Context id, or one given as NS/DB."""
     if context is not None:
-        chosen = [d for d in manifest.databases if d.context == context]
+        chosen = [d for d in manifest.databases if context in (d.context, *d.shared_with)]
         if not chosen:
             known = ", ".join(sorted(d.context for d in manifest.databases if d.context)) or "none"
             raise UsageError(

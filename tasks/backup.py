@@ -9,7 +9,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
-from spectron_backup.backup import SourceConnections, backup_database, choose_tiers
+from spectron_backup.backup import (
+    SourceConnections,
+    backup_database,
+    choose_tiers,
+    write_checked_manifest,
+)
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.encryption import short_key
@@ -88,7 +93,7 @@ def backup_database_task(
 # The manifest is what makes the backup exist: one retry more than the other short steps.
 @task(name="write-manifest", cache_policy=NONE, **{**SHORT_STEP_RETRIES, "retries": 3})
 def write_manifest(store: Store, manifest: Manifest) -> None:
-    Repository(store).write_manifest(manifest)
+    write_checked_manifest(store, manifest)
 
 
 @task(name="publish-backup-report", cache_policy=NONE)

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from flows.backup import backup
+from spectron_backup.backup import (
+    BackupFailed,
+    backup_database,
+    backup_instance,
+    build_manifest,
+    write_checked_manifest,
+)
+from spectron_backup.config import SourceConfig
+from spectron_backup.discovery import discover
 from spectron_backup.dump.pages import table_digest
 from spectron_backup.errors import OperationFailed, UsageError
-from spectron_backup.repository import Repository
-from spectron_backup.restore import dump_text, fetch_verified, restore_database
+from spectron_backup.manifest import new_backup_id
+from spectron_backup.repository import Repository, manifest_key
+from spectron_backup.restore import dump_text, fetch_verified, restore_database, select_databases
 from spectron_backup.seed import SeedPlan, seed_instance
 from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
@@ -320,3 +331,45 @@ def test_seed_command_writes_instance_and_documents(tmp_path: Path) -> None:
         "seed", "--target", f"surrealkv://{tmp_path / 's'}", "--contexts", "1", "--scale", "0.1"
     )
     assert result.returncode == 2 and "seed into an empty SurrealDB" in result.stderr
+
+
+def test_two_contexts_on_one_database_are_one_object_restorable_by_either(
+    tmp_path: Path,
+) -> None:
+    url = f"surrealkv://{tmp_path / 'store'}"
+    with connect(url) as conn:
+        seed_instance(conn, SeedPlan(contexts=1, scale=0.1, seed=3, embedding_width=8))
+        conn.use("spectron", "metadata")
+        conn.run(
+            "CREATE context:`acme-prod-alias` SET namespace = 'ctx_acme_prod', database = 'acme_prod'"
+        )
+        store = open_store(f"file://{tmp_path / 'target'}")
+        manifest = backup_instance(conn, store, SourceConfig(url=url))
+    keys = [d.key for d in manifest.databases]
+    assert len(keys) == len(set(keys)) == 3  # control plane, job queue, the one Context
+    (shared,) = [d for d in manifest.databases if d.db == "acme_prod"]
+    assert (shared.context, shared.shared_with) == ("acme-prod", ["acme-prod-alias"])
+    assert "also the database of Context acme-prod-alias" in shared.warnings[0]
+    assert select_databases(manifest, context="acme-prod-alias") == [shared]
+    with fetch_verified(store, shared) as verified:  # its one object verifies
+        assert verified.read(4)
+
+
+def test_no_manifest_for_objects_that_are_not_as_written(tmp_path: Path, source: str) -> None:
+    store = open_store(f"file://{tmp_path / 'target'}")
+    with connect(source) as conn:
+        found = discover(conn, SourceConfig(url=source))
+        backup_id = new_backup_id()
+        entries = [backup_database(conn, store, backup_id, ref) for ref in found.databases]
+        manifest = build_manifest(
+            backup_id, datetime.now(UTC), ["daily"], "3", conn.display_url, found, entries
+        )
+    gone, replaced = entries[0], entries[1]
+    store.delete(gone.key)  # e.g. collected while the backup stalled
+    store.put_bytes(replaced.key, b"x" * replaced.bytes, metadata={"sha256": "0" * 64})
+    with pytest.raises(BackupFailed) as failed:
+        write_checked_manifest(store, manifest)
+    assert f"{gone.key} is gone" in str(failed.value)
+    assert f"{replaced.key} carries another sha256" in str(failed.value)
+    assert not store.exists(manifest_key(backup_id))
+    assert Repository(store).intact_backups() == []
