@@ -12,8 +12,14 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from spectron_backup.config import load_config
-from spectron_backup.drill import DrillFailed, open_documents_store, scratch_credentials
+from spectron_backup.drill import (
+    SCRATCH_SECRETS,
+    DrillFailed,
+    open_documents_store,
+    scratch_credentials,
+)
 from spectron_backup.stores import open_target_store
+from spectron_backup.urls import secret_free_url
 from tasks.drill import (
     alert_on_failure,
     choose_drill_backup,
@@ -62,7 +68,8 @@ def restore_drill(
         report = run_drill_task(
             store,
             manifest,
-            scratch_url or config.drill.scratch_url,
+            secret_free_url(scratch_url, "scratch_url", SCRATCH_SECRETS)
+            or config.drill.scratch_url,
             documents,
             keep_scratch,
             now,

@@ -22,6 +22,8 @@ def atomic_binary_writer(path: Path) -> Iterator[IO[bytes]]:
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.is_dir():  # found now, not by the rename after all the work
+        raise UsageError(f"cannot write {path}: it is a directory; name a file in it")
     tmp = temporary_name(path)
     try:
         fp = open(tmp, "wb")  # noqa: SIM115 - closed below, before the rename

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from spectron_backup.durations import parse_duration
 from spectron_backup.encryption import (
@@ -37,6 +38,7 @@ from spectron_backup.encryption import (
 )
 from spectron_backup.errors import UsageError
 from spectron_backup.policies import PolicySet, parse_policies, policy_problems
+from spectron_backup.urls import redact_url
 
 CONFIG_ENV = "SPECTRON_BACKUP_CONFIG"
 ENV_PREFIX = "SPECTRON_BACKUP__"
@@ -90,7 +92,7 @@ class TargetConfig(S3Location):
     def _scheme(cls, url: str) -> str:
         if not url.startswith(("s3://", "file://")):
             raise ValueError(
-                f"{url!r} is not a backup target: use s3://bucket/prefix or file:///path"
+                f"{redact_url(url)!r} is not a backup target: use s3://bucket/prefix or file:///path"
             )
         return url
 
@@ -322,4 +324,12 @@ def load_config(
         return Config(**data)
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors())
-        raise UsageError(f"configuration ({origin}): {problems}") from None
+        hint = (
+            "" if path else " (no configuration file: pass --config FILE or set " + CONFIG_ENV + ")"
+        )
+        raise UsageError(f"configuration ({origin}){hint}: {problems}") from None
+    except SettingsError as exc:  # an environment override of a list or section, not JSON
+        raise UsageError(
+            f"configuration (the environment): {exc}; a list or a section is given as JSON, "
+            """for example SPECTRON_BACKUP__SOURCE__CONTEXTS__INCLUDE='["acme-prod"]'"""
+        ) from None

@@ -42,15 +42,20 @@ from spectron_backup.surreal import (
     Credentials,
     SurrealConnection,
     connect,
-    redact_url,
     surreal_identifier,
 )
+from spectron_backup.urls import redact_url
 
 RECORD_FORMAT = 1
 #: prefix of the namespaces a drill creates on a scratch server (and of its temporary dirs)
 SCRATCH_PREFIX = "drill_"
 TEMP_PREFIX = "spectron-drill-"
 SELECTIONS = ("latest", "random")
+#: Where a scratch server's secret belongs (never in its URL).
+SCRATCH_SECRETS = (
+    "drill.scratch_username with SPECTRON_BACKUP__DRILL__SCRATCH_PASSWORD (or "
+    "SPECTRON_BACKUP__DRILL__SCRATCH_TOKEN)"
+)
 
 
 class DrillFailed(OperationFailed):

@@ -17,13 +17,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import SecretStr
 
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.large_allocations import mmap_large_allocations
+from spectron_backup.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,6 @@ class QueryRejected(OperationFailed):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password or token that someone may have written into it."""
-    parts = urlsplit(url)
-    if parts.password or parts.username:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        user = f"{parts.username}@" if parts.username else ""
-        return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
-    return url
 
 
 def url_scheme(url: str) -> str:
@@ -140,7 +129,7 @@ class SurrealConnection:
         path = embedded_path(url)
         if must_exist and path is not None and not os.path.isdir(path):
             raise UsageError(
-                f"no SurrealDB store at {path} (from {self.display_url}); check the path"
+                f"no SurrealDB store at {redact_url(path)} (from {self.display_url}); check the path"
             )
         self._open()
 
@@ -166,11 +155,12 @@ class SurrealConnection:
                 raise UsageError(f"cannot open SurrealDB at {self.display_url}: {exc}") from None
             return
         url = self.url
-        if (
-            self.scheme in REMOTE_SCHEMES
-            and self.scheme.startswith("ws")
-            and not urlsplit(url).path
-        ):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError as exc:
+            raise UsageError(f"not a valid SurrealDB URL: {self.display_url} ({exc})") from None
+        if self.scheme in REMOTE_SCHEMES and self.scheme.startswith("ws") and not parts.path:
             url = url.rstrip("/") + "/rpc"
         try:
             db = Surreal(url)

@@ -247,6 +247,23 @@ def sweep_clock(requested: datetime | None, dry_run: bool, real: datetime) -> da
     return requested
 
 
+def scope_clauses(paths: Any) -> list[list[str]] | None:
+    """A record's scope clauses from `scope.paths` as the engine returns it: a list of path
+    lists for an array of scope_sets links (the reference schema), one flat list of paths for
+    a single link; NONE or [] is no scope. None when it cannot be read (paths written inline,
+    a link to a missing scope_sets record, another shape): such a record is never expired by
+    TTL, rather than by the default TTL its real scope's rule may lengthen."""
+    if paths is None:
+        return []
+    if not isinstance(paths, list):
+        return None
+    if all(isinstance(p, str) for p in paths):
+        return [paths] if paths else []
+    if all(isinstance(c, list) and all(isinstance(p, str) for p in c) for c in paths):
+        return paths
+    return None
+
+
 #: Below every datetime value, above every value of another type that sorts before datetimes
 #: (NULL, booleans, numbers, strings, durations).
 EARLIEST_DATETIME = "d'0001-01-01T00:00:00Z'"
@@ -428,7 +445,9 @@ class _Sweep:
             )
             for page in _pages(self.conn, base, self.page_size):
                 for row in page:
-                    clauses = [c for c in (row.get("clauses") or []) if isinstance(c, list)]
+                    clauses = scope_clauses(row.get("clauses"))
+                    if clauses is None:
+                        continue  # a scope it cannot read: no TTL is known to apply
                     resolution = self.policies.resolve(clauses, category)
                     created = row.get("created_at")
                     if resolution.ttl is None or not isinstance(created, datetime):

@@ -214,7 +214,11 @@ def test_a_drill_of_a_good_backup_passes_and_reports(
     assert result["record"].startswith(f"backups/{origin.backup_id}/drills/")
     repo = Repository(setup.store)
     [entry] = repo.backups()
-    assert describe(repo, entry)["last_drill"] == {"at": record["finished_at"], "passed": True}
+    assert describe(repo, entry)["last_drill"] == {
+        "at": record["finished_at"],
+        "passed": True,
+        "problem": None,
+    }
 
     artifacts = artifacts_of(flow_run_id)
     summary = artifacts["spectron-drill-summary"]

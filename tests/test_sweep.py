@@ -272,6 +272,35 @@ def test_the_longest_ttl_a_rule_may_give_sweeps_without_overflow(conn: SurrealCo
     assert {reason for _table, _cat, reason, _rule in report.deleted} == {"valid_until"}
 
 
+def test_a_scope_in_another_shape_never_falls_back_to_the_default_ttl() -> None:
+    # A rule keeps acme's unknowns a year; the default would be 30 days. Records 40 days old.
+    policies = parse_policies(
+        [{"scope": {"org": "acme"}, "memory_category": "unknowns", "ttl": "1y"}]
+    )
+    conn = SurrealConnection("mem://")
+    conn.run(f"DEFINE NAMESPACE {NS}; USE NS {NS}; DEFINE DATABASE {DB};")
+    conn.use(NS, DB)
+    scopes = {
+        "links": "[scope_sets:1]",  # the reference schema's shape
+        "one_link": "scope_sets:1",  # a single link
+        "inline": "['org/acme']",  # paths written inline: unreadable as a scope
+        "dangling": "[scope_sets:404]",  # a link to nothing: unreadable
+        "none": "[]",  # no scope: the default applies
+    }
+    conn.run(
+        "DEFINE TABLE uncertainty SCHEMALESS; CREATE scope_sets:1 SET paths = ['org/acme'];"
+        + "".join(
+            f"CREATE uncertainty:{name} SET scope = {scope}, created_at = {ago(40)};"
+            for name, scope in scopes.items()
+        )
+    )
+    report = sweep_database(conn, NS, DB, policies, now=NOW, dry_run=False)
+    left = set(conn.run_one("SELECT VALUE <string> id FROM uncertainty"))
+    assert left == {f"uncertainty:{n}" for n in ("links", "one_link", "inline", "dangling")}
+    assert reported_keys(report) == {("uncertainty", "unknowns", "ttl", "default"): 1}
+    conn.close()
+
+
 def test_grace_delays_valid_until(conn: SurrealConnection) -> None:
     report = sweep(conn, dry_run=True, valid_until_grace=timedelta(days=3))
     keys = reported_keys(report)

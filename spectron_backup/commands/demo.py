@@ -18,7 +18,7 @@ import typer
 
 from spectron_backup.commands.options import reports_errors
 from spectron_backup.console import err
-from spectron_backup.errors import OperationFailed, SpectronBackupError
+from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.stores import open_store
 from spectron_backup.surreal import connect
 
@@ -54,6 +54,8 @@ def command(
 ) -> None:
     """Run the pipeline end to end on an embedded Spectron instance (created on first run)."""
     workdir = workdir.resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file: name a directory (it is created)")
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     if not (workdir / "spectron").exists():

@@ -11,8 +11,9 @@ from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
-from spectron_backup.drill import DrillFailed, choose_backup_request
+from spectron_backup.drill import SCRATCH_SECRETS, DrillFailed, choose_backup_request
 from spectron_backup.errors import SpectronBackupError
+from spectron_backup.urls import secret_free_url
 
 
 @reports_errors
@@ -48,6 +49,7 @@ def command(
     Exit status: 0 the drill passed; 1 it failed, also when the backup does not exist or cannot be read (a drill of a missing backup is a failed drill); 2 bad usage or configuration (for example a --backup that is not latest, random or a backup id).
     """
     choose_backup_request(backup)  # one clear usage error before Prefect starts
+    secret_free_url(scratch, "--scratch", SCRATCH_SECRETS)
     load_config(config)
     from flows.drill import restore_drill
 

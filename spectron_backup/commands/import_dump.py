@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import io
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 
@@ -50,17 +53,21 @@ def command(
     json_output: JsonOutput = False,
 ) -> None:
     """Import a SurrealQL dump into an empty database; report every failed statement."""
-    if file != "-":
+    with ExitStack() as stack:
+        # stdin is spooled to a temporary file first, so it is checked like a file is
+        path = Path(file) if file != "-" else stack.enter_context(_spooled_stdin())
         # Read the whole file once before touching the database: a truncated or
         # unreadable dump is refused with nothing imported.
-        validate_dump(Path(file))
-    with connect(target, credentials(username, password, token, auth_ns)) as conn:
-        importer = Importer(conn, ns, db, force=force)
-        importer.prepare_target()
-        with _open(file) as fp, progress_bar(f"import {ns}/{db}") as bar:
-            if bar:
-                importer.progress = lambda n, chars: bar(f"{n:,} statements, {chars / 1e6:,.1f} MB")
-            summary = importer.import_file(fp)
+        validate_dump(path, shown=file)
+        with connect(target, credentials(username, password, token, auth_ns)) as conn:
+            importer = Importer(conn, ns, db, force=force)
+            importer.prepare_target()
+            with open_dump(path) as fp, progress_bar(f"import {ns}/{db}") as bar:
+                if bar:
+                    importer.progress = lambda n, chars: bar(
+                        f"{n:,} statements, {chars / 1e6:,.1f} MB"
+                    )
+                summary = importer.import_file(fp)
     if json_output:
         print_json({"file": file, **summary.to_json()})
     else:
@@ -71,10 +78,13 @@ def command(
         )
 
 
-def _open(file: str) -> TextIO:
-    if file == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
-    return open_dump(Path(file))
+@contextmanager
+def _spooled_stdin() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="spectron-import-") as tmp:
+        path = Path(tmp) / "stdin.surql"
+        with open(path, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        yield path
 
 
 def _report(summary: ImportSummary, file: str) -> None:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from spectron_backup.console import err
 from spectron_backup.errors import SpectronBackupError
 from spectron_backup.surreal import Credentials
+from spectron_backup.urls import redact_text
 
 Namespace = Annotated[str, typer.Option("--ns", help="Namespace.", show_default=False)]
 Database = Annotated[str, typer.Option("--db", help="Database.", show_default=False)]
@@ -77,7 +78,8 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SpectronBackupError as exc:
             # escape: a message may quote a key or URL with brackets (`s3://b/report[1].pdf`)
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+            message = escape(redact_text(str(exc)))
+            err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

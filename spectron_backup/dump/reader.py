@@ -35,11 +35,13 @@ def open_dump(path: Path) -> TextIO:
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 
-def validate_dump(path: Path) -> int:
+def validate_dump(path: Path, *, shown: str | None = None) -> int:
     """Read the whole dump once: it must be UTF-8 and tokenize to complete statements.
 
-    Returns the number of statements. Raises UsageError naming the line of the problem.
+    Returns the number of statements. Raises UsageError naming the line of the problem, and
+    the dump as `shown` (default: its path; `-` for stdin spooled to a file).
     """
+    name = path if shown is None else shown
     count = 0
     last = None
     try:
@@ -48,19 +50,19 @@ def validate_dump(path: Path) -> int:
                 count += 1
     except UnicodeDecodeError as exc:
         raise UsageError(
-            f"dump file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); is it a SurrealQL dump?"
+            f"dump file {name} is not UTF-8 text ({exc.reason} at byte {exc.start}); is it a SurrealQL dump?"
         ) from None
     except SplitError as exc:
-        raise UsageError(f"dump file {path} is truncated or malformed: {exc}") from None
+        raise UsageError(f"dump file {name} is truncated or malformed: {exc}") from None
     except Exception as exc:  # zstd errors: a damaged compressed file
         if type(exc).__module__.startswith("zstandard") or "zstd" in str(exc).lower():
-            raise UsageError(f"dump file {path} is not a readable zstd stream: {exc}") from None
+            raise UsageError(f"dump file {name} is not a readable zstd stream: {exc}") from None
         raise
     if count == 0:
-        raise UsageError(f"dump file {path} holds no SurrealQL statements")
+        raise UsageError(f"dump file {name} holds no SurrealQL statements")
     if last is not None and not last.terminated:
         raise UsageError(
-            f"dump file {path} is truncated: it ends inside the statement that starts at line "
+            f"dump file {name} is truncated: it ends inside the statement that starts at line "
             f"{last.line} (no closing ';')"
         )
     return count

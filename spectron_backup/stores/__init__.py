@@ -25,6 +25,7 @@ from spectron_backup.stores.base import (
 )
 from spectron_backup.stores.file import FileStore
 from spectron_backup.stores.s3 import PendingUpload, S3Store
+from spectron_backup.urls import redact_url
 
 __all__ = [
     "FileStore",
@@ -60,11 +61,13 @@ def open_store(
     read_timeout, copy_threshold). A bad URL is a UsageError.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise UsageError(f"invalid target URL {url!r}: use file:///path or s3://bucket/prefix")
+        raise UsageError(
+            f"invalid target URL {redact_url(url)!r}: use file:///path or s3://bucket/prefix"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if parts.query or parts.fragment:
-        raise UsageError(f"invalid target URL {url!r}: no query or fragment allowed")
+        raise UsageError(f"invalid target URL {redact_url(url)!r}: no query or fragment allowed")
     if scheme == "file":
         for name, value in (
             ("endpoint_url", endpoint_url),
@@ -77,22 +80,24 @@ def open_store(
             raise UsageError(f"unknown option(s) for a file target: {', '.join(sorted(options))}")
         if parts.netloc not in ("", "localhost"):
             raise UsageError(
-                f"invalid target URL {url!r}: use file:///absolute/path (three slashes)"
+                f"invalid target URL {redact_url(url)!r}: use file:///absolute/path (three slashes)"
             )
         path = unquote(parts.path)
         if not path.startswith("/"):
-            raise UsageError(f"invalid target URL {url!r}: the path must be absolute")
+            raise UsageError(f"invalid target URL {redact_url(url)!r}: the path must be absolute")
         return FileStore(path)
     if scheme == "s3":
         bucket = parts.netloc
         if not bucket or "@" in bucket or ":" in bucket:
-            raise UsageError(f"invalid target URL {url!r}: use s3://bucket/prefix")
+            raise UsageError(f"invalid target URL {redact_url(url)!r}: use s3://bucket/prefix")
         prefix = unquote(parts.path).strip("/")
         if prefix:
             try:
                 validate_key(prefix)
             except InvalidKey as exc:
-                raise UsageError(f"invalid prefix in target URL {url!r}: {exc}") from None
+                raise UsageError(
+                    f"invalid prefix in target URL {redact_url(url)!r}: {exc}"
+                ) from None
         return S3Store(
             bucket,
             prefix,
@@ -103,7 +108,7 @@ def open_store(
             **options,
         )
     raise UsageError(
-        f"unsupported target URL scheme {parts.scheme!r} in {url!r}: use file:// or s3://"
+        f"unsupported target URL scheme {parts.scheme!r} in {redact_url(url)!r}: use file:// or s3://"
     )
 
 

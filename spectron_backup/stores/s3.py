@@ -76,6 +76,7 @@ from spectron_backup.stores.base import (
     validate_metadata,
     validate_prefix,
 )
+from spectron_backup.urls import redact_text, redact_url
 
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "PendingUpload", "S3Store"]
 
@@ -240,7 +241,7 @@ class S3Store(Store):
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
     def _where(self) -> str:
-        return f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f" at {redact_url(self.endpoint_url)}" if self.endpoint_url else ""
 
     def _translate(self, exc: BaseException, what: str, key: str | None = None) -> Exception:
         """The tool's error for a botocore failure of `what` (on `key`, if any)."""
@@ -277,15 +278,17 @@ class S3Store(Store):
             )
         if isinstance(exc, SSLError):
             return UsageError(
-                f"TLS failure talking to {self.endpoint_url or 'S3'} for bucket {self.bucket}: "
+                f"TLS failure talking to {redact_url(self.endpoint_url or 'S3')} for bucket "
+                f"{self.bucket}: "
                 "check endpoint_url and AWS_CA_BUNDLE"
             )
         if isinstance(exc, _STREAM_ERRORS):
             return TransientStoreError(
-                f"{subject}: {what} failed: connection problem{self._where()}: {exc}"
+                f"{subject}: {what} failed: connection problem{self._where()}: "
+                + redact_text(str(exc))
             )
         if isinstance(exc, BotoCoreError):
-            return StoreError(f"{subject}: {what} failed: {exc}")
+            return StoreError(f"{subject}: {what} failed: {redact_text(str(exc))}")
         return exc if isinstance(exc, Exception) else StoreError(f"{subject}: {what} failed")
 
     def _call(
