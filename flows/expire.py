@@ -85,21 +85,20 @@ def expire_sweep(
     report["stored_as"] = store_sweep_report(open_target_store(config.target), report, dry_run)
     publish_sweep_report(report)
     problems = list(report["failed"])
-    if report["refused"]:
-        refusal = (
-            "the guard refused to delete more than sweep.max_delete_fraction of: "
-            + ", ".join(report["refused"])
+    refused = ", ".join(report["refused"])
+    guard = "to delete more than sweep.max_delete_fraction of"
+    if refused and dry_run:  # what a real run would do: reported, not a failure of the dry run
+        get_run_logger().warning(
+            "the guard would refuse %s: %s: a real run will fail unless forced (check the "
+            "clock and the retention rules first)",
+            guard,
+            refused,
         )
-        if dry_run:  # what a real run would do: reported, not a failure of the dry run
-            get_run_logger().warning(
-                "%s: a real run will fail unless forced (check the clock and the retention "
-                "rules first)",
-                refusal.replace("refused", "would refuse"),
-            )
-        else:
-            problems.append(
-                refusal + " (check the clock and the retention rules, or run with --force)"
-            )
+    elif refused:
+        problems.append(
+            f"the guard refused {guard}: {refused} (check the clock and the retention rules, "
+            "or run with --force)"
+        )
     if problems:
         reason = "; ".join(problems)
         emit_spectron_event("expire", "failed", {"reason": reason})

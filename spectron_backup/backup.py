@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -160,13 +161,14 @@ def backup_database(
         schema_hash=hash_key.apply(summary.schema_hash),
         hash_key=hash_key.sealed(encrypt_to),
         seconds=round(time.perf_counter() - started, 3),
-        warnings=summary.warnings
-        + (
-            [f"also the database of Context {', '.join(ref.shared_with)}: backed up once"]
-            if ref.shared_with
-            else []
-        ),
+        warnings=[*summary.warnings, *_shared_warning(ref)],
     )
+
+
+def _shared_warning(ref: DatabaseRef) -> list[str]:
+    if not ref.shared_with:
+        return []
+    return [f"also the database of Context {', '.join(ref.shared_with)}: backed up once"]
 
 
 def choose_tiers(repo: Repository, now: datetime, requested: str | None) -> list[Tier]:
@@ -193,10 +195,12 @@ def stored_object_problems(store: Store, manifest: Manifest) -> list[str]:
     """What is wrong with the objects a manifest is about to vouch for: one is missing, of
     another size, or carries another sha256 (two databases written to one key; a stalled
     backup whose objects garbage collection took). One request per database."""
-    problems = []
-    keys = [d.key for d in manifest.databases]
-    for key in sorted({k for k in keys if keys.count(k) > 1}):
-        problems.append(f"{key}: written by {keys.count(key)} databases of this backup")
+    written = Counter(d.key for d in manifest.databases)
+    problems = [
+        f"{key}: written by {n} databases of this backup"
+        for key, n in sorted(written.items())
+        if n > 1
+    ]
     for database in manifest.databases:
         info = store.head(database.key)
         if info is None:

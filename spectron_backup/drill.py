@@ -163,13 +163,13 @@ def choose_backup(
 
 def _drillable(entry: BackupEntry) -> Manifest:
     """The manifest of a chosen backup, or a DrillFailed saying why it cannot be restored."""
-    if entry.manifest is None and not entry.problem:
+    if entry.problem:
+        raise DrillFailed(entry.backup_id, [entry.problem])
+    if entry.manifest is None:
         raise DrillFailed(
             entry.backup_id,
             [f"backup {entry.backup_id} is incomplete (no manifest): it cannot be restored"],
         )
-    if entry.manifest is None or entry.problem:
-        raise DrillFailed(entry.backup_id, [entry.problem or ""])
     return entry.manifest  # missing or short objects fail their databases' checks
 
 

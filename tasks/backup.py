@@ -7,7 +7,6 @@ from datetime import datetime
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.tasks import exponential_backoff
 
 from spectron_backup.backup import (
     SourceConnections,
@@ -22,7 +21,7 @@ from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
 from tasks.events import emit_spectron_event
-from tasks.retries import SHORT_STEP_RETRIES, retry_transient
+from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES
 
 
 @task(name="discover-databases", cache_policy=NONE, **SHORT_STEP_RETRIES)
@@ -52,10 +51,7 @@ def choose_backup_tiers(store: Store, started_at: datetime, requested: str | Non
     name="backup-database",
     task_run_name="backup {ref.ns}/{ref.db}",
     cache_policy=NONE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_transient,
+    **LONG_STEP_RETRIES,
 )
 def backup_database_task(
     connections: SourceConnections,

@@ -9,7 +9,6 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.tasks import exponential_backoff
 
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef
@@ -18,17 +17,14 @@ from spectron_backup.policies import PolicySet
 from spectron_backup.stores.base import Store
 from spectron_backup.surreal import SurrealConnection
 from spectron_backup.sweep import sweep_database
-from tasks.retries import SHORT_STEP_RETRIES, retry_transient
+from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES
 
 
 @task(
     name="sweep-context",
     task_run_name="sweep {ref.ns}/{ref.db}",
     cache_policy=NONE,
-    # a retry is safe: the sweep plans again from what is there now
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
-    retry_condition_fn=retry_transient,
+    **LONG_STEP_RETRIES,  # a retry is safe: the sweep plans again from what is there now
 )
 def sweep_context(
     conn: SurrealConnection,

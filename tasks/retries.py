@@ -34,6 +34,15 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+#: Task options for a long step on one database (its backup, its sweep): three retries from
+#: 10 s, doubling, with jitter so parallel databases do not retry in step; transient faults only.
+LONG_STEP_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_transient,
+}
+
 #: Task options for short steps that talk to the source or the store: two retries, 5 s then
 #: 10 s apart, for transient faults only.
 SHORT_STEP_RETRIES: dict[str, Any] = {
