@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from spectron_backup.durations import parse_duration
+from spectron_backup.durations import format_duration, parse_duration
 from spectron_backup.encryption import (
     Identity,
     identities_of,
@@ -136,6 +136,9 @@ class DocumentsConfig(S3Location):
     guard: GuardConfig = Field(default_factory=GuardConfig)
 
 
+MIN_INCOMPLETE_GRACE = timedelta(hours=1)
+
+
 class KeepConfig(_Section):
     daily_days: int = Field(30, ge=0)
     weekly_days: int = Field(365, ge=0)
@@ -143,6 +146,18 @@ class KeepConfig(_Section):
     yearly_days: int = Field(0, ge=0)
     min_keep: int = Field(3, ge=1)
     incomplete_grace: Duration = timedelta(hours=24)
+
+    @field_validator("incomplete_grace")
+    @classmethod
+    def _grace(cls, grace: timedelta) -> timedelta:
+        # Garbage is what has not written for this long: shorter, and a backup that pauses
+        # between two databases (or a clock a little off) loses objects it is still writing.
+        if grace < MIN_INCOMPLETE_GRACE:
+            raise ValueError(
+                f"{format_duration(grace)} is too short: a backup still being written could "
+                "be collected; use at least 1h (default 24h)"
+            )
+        return grace
 
 
 class BackupsConfig(_Section):

@@ -9,10 +9,11 @@ incomplete_grace`, 24 hours by default):
   still writing long after it started, and must not lose its first objects before its
   manifest is written. On S3 a multipart upload still pending inside the folder also counts
   as activity (a large database may take hours to upload and appears only at the end);
-* writes that never finished, started longer ago than the grace period: on S3, multipart
-  uploads under the store's prefix never completed or aborted (their parts are billed,
-  invisible in listings); in a file store, the temporary files a killed write leaves
-  (`.<name>.tmp-<hex>`, invisible to `list`). Both are `multipart-upload` garbage.
+* writes that never finished and have not written for longer than the grace period: on S3,
+  multipart uploads under the store's prefix never completed or aborted (their parts are
+  billed, invisible in listings), aged by their newest part; in a file store, the temporary
+  files a killed write leaves (`.<name>.tmp-<hex>`, invisible to `list`), aged by their last
+  modification. Both are `multipart-upload` garbage.
 
 Folders under `backups/` whose name is not a backup id are never touched.
 """
@@ -27,6 +28,7 @@ from typing import Literal
 from spectron_backup.errors import SpectronBackupError
 from spectron_backup.manifest import is_backup_id
 from spectron_backup.repository import BACKUPS, MANIFEST, BackupEntry, Repository, manifest_key
+from spectron_backup.stores.base import PendingUpload
 
 __all__ = [
     "Garbage",
@@ -53,10 +55,24 @@ def backup_folder(backup_id: str) -> str:
     return f"{BACKUPS}{backup_id}/"
 
 
-def pending_uploads(repo: Repository) -> list:
-    """The store's pending multipart uploads (S3), or [] for stores without them."""
+def pending_uploads(repo: Repository, grace: timedelta, now: datetime) -> list[PendingUpload]:
+    """The store's pending multipart uploads (S3) or temporary files, [] for stores without
+    them. An upload that started more than `grace` before `now` may still be running (a large
+    database uploads for hours): on S3 such an upload is asked when it last wrote a part
+    (`active_at`), and one that finished meanwhile is left out."""
     lister = getattr(repo.store, "list_multipart_uploads", None)
-    return list(lister()) if callable(lister) else []
+    if not callable(lister):
+        return []
+    activity = getattr(repo.store, "upload_activity", None)
+    now = _utc(now)
+    found = []
+    for upload in lister():
+        if callable(activity) and now - upload.initiated > grace:
+            upload = activity(upload)
+            if upload is None:
+                continue
+        found.append(upload)
+    return found
 
 
 def _utc(now: datetime) -> datetime:
@@ -78,7 +94,7 @@ def incomplete_garbage(
     for upload in uploads:
         if upload.key.startswith(BACKUPS):
             backup_id = upload.key[len(BACKUPS) :].split("/", 1)[0]
-            activity[backup_id] = max(activity.get(backup_id, upload.initiated), upload.initiated)
+            activity[backup_id] = max(activity.get(backup_id, upload.active_at), upload.active_at)
     found = []
     for entry in entries:
         if not entry.is_backup_folder or entry.has_manifest or not entry.objects:
@@ -99,19 +115,24 @@ def incomplete_garbage(
 
 
 def upload_garbage(uploads: Iterable, grace: timedelta, now: datetime) -> list[Garbage]:
-    """The multipart uploads among `uploads` started longer than `grace` before `now`."""
+    """The multipart uploads among `uploads` that last wrote longer than `grace` before `now`."""
     now = _utc(now)
     found = []
     for upload in uploads:
-        age = now - upload.initiated
+        age = now - upload.active_at
         if age > grace:
+            last = (
+                f", last part written {upload.last_written:%Y-%m-%dT%H:%M:%SZ}"
+                if upload.last_written
+                else ""
+            )
             found.append(
                 Garbage(
                     "multipart-upload",
                     upload.key,
                     age,
-                    f"upload {upload.upload_id} started {upload.initiated:%Y-%m-%dT%H:%M:%SZ}, "
-                    "never completed",
+                    f"upload {upload.upload_id} started {upload.initiated:%Y-%m-%dT%H:%M:%SZ}"
+                    f"{last}, never completed",
                     upload_id=upload.upload_id,
                 )
             )
@@ -121,7 +142,7 @@ def upload_garbage(uploads: Iterable, grace: timedelta, now: datetime) -> list[G
 def find_garbage(repo: Repository, grace: timedelta, now: datetime) -> list[Garbage]:
     """Incomplete backups and (on S3) stale multipart uploads older than `grace`: the
     multipart uploads first, then the backup folders oldest first. Changes nothing."""
-    uploads = pending_uploads(repo)
+    uploads = pending_uploads(repo, grace, now)
     entries = repo.backups(load_manifests=False)
     return upload_garbage(uploads, grace, now) + incomplete_garbage(entries, grace, now, uploads)
 

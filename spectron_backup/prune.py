@@ -102,8 +102,11 @@ def plan_prune(repo: Repository, keep: KeepConfig, now: datetime) -> PrunePlan:
     facts: list[BackupFacts] = []
     unreadable: list[str] = []
     problems: list[str] = []
+    # Garbage is aged by the wall clock too: deciding "as if it were" a later time must not
+    # collect a backup that is being written now.
+    garbage_now = min(now, datetime.now(UTC))
     try:
-        uploads = pending_uploads(repo)
+        uploads = pending_uploads(repo, keep.incomplete_grace, garbage_now)
     except SpectronBackupError as exc:  # e.g. s3:ListBucketMultipartUploads not granted
         uploads = []
         problems.append(f"multipart uploads not checked: {exc}")
@@ -143,9 +146,6 @@ def plan_prune(repo: Repository, keep: KeepConfig, now: datetime) -> PrunePlan:
                 damage=entry.damage or "",
             )
         )
-    # Garbage is aged by the wall clock too: deciding "as if it were" a later time must not
-    # collect a backup that is being written now.
-    garbage_now = min(now, datetime.now(UTC))
     garbage = upload_garbage(uploads, keep.incomplete_grace, garbage_now) + incomplete_garbage(
         entries, keep.incomplete_grace, garbage_now, uploads
     )

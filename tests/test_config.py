@@ -76,6 +76,11 @@ def test_secrets_never_print(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             MINIMAL + "backups: {keep: {incomplete_grace: soon}}\n",
             "backups.keep.incomplete_grace: 'soon' is not a duration",
         ),
+        (
+            MINIMAL + "backups: {keep: {incomplete_grace: 0s}}\n",
+            "backups.keep.incomplete_grace: 0s is too short: a backup still being written "
+            "could be collected; use at least 1h",
+        ),
         (MINIMAL + "target: [\n", "not valid YAML at line"),
         ("- a\n- b\n", "must be a mapping"),
     ],

@@ -571,13 +571,6 @@ def test_stale_multipart_upload_is_aborted_after_the_grace_period(s3, s3_client,
     backup_id = new_backup_id(NOW)
     key = f"backups/{backup_id}/acme/prod.surql.zst"
     upload = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"pfx/{key}")
-    s3_client.upload_part(
-        Bucket=s3_bucket,
-        Key=f"pfx/{key}",
-        UploadId=upload["UploadId"],
-        PartNumber=1,
-        Body=b"x" * 1024,
-    )
     # Outside the store's prefix: not ours.
     s3_client.create_multipart_upload(Bucket=s3_bucket, Key="other/file.bin")
     repo = Repository(s3)
@@ -602,6 +595,42 @@ def test_stale_multipart_upload_is_aborted_after_the_grace_period(s3, s3_client,
     assert s3.list_multipart_uploads() == []
     others = s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads") or []
     assert [u["Key"] for u in others] == ["other/file.bin"]
+
+
+def test_an_upload_that_started_long_ago_but_still_writes_parts_is_not_garbage(
+    s3, s3_client, s3_bucket
+):
+    """A large database uploads for longer than the grace period: its age is its newest
+    part's, so neither the upload nor its backup folder is collected while it runs."""
+    backup_id = new_backup_id(NOW)
+    done = f"backups/{backup_id}/spectron/metadata.surql.zst"
+    s3_client.put_object(Bucket=s3_bucket, Key=f"pfx/{done}", Body=b"first database")
+    key = f"backups/{backup_id}/acme/prod.surql.zst"
+    upload = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"pfx/{key}")
+    s3_client.upload_part(
+        Bucket=s3_bucket,
+        Key=f"pfx/{key}",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=b"x" * 1024,
+    )
+    repo = Repository(s3)
+    keep = KeepConfig(incomplete_grace=timedelta(hours=24))
+    (pending,) = s3.list_multipart_uploads()
+    assert datetime.now(UTC) - pending.initiated > timedelta(days=365)  # moto's constant
+    # Now: the upload "started" years ago (as a long one did), but its part is seconds old.
+    plan = plan_prune(repo, keep, datetime.now(UTC))
+    assert plan.garbage == []
+    assert apply_prune(repo, plan, dry_run=False).problems == []
+    assert len(s3.list_multipart_uploads()) == 1 and s3.exists(done)
+    # A day after its last part it is a stalled write: the upload and its folder go.
+    later = datetime.now(UTC) + timedelta(hours=25)
+    garbage = find_garbage(repo, keep.incomplete_grace, later)
+    assert [(g.kind, g.key) for g in garbage] == [
+        ("multipart-upload", key),
+        ("incomplete-backup", f"backups/{backup_id}/"),
+    ]
+    assert "last part written" in garbage[0].detail
 
 
 @pytest.fixture

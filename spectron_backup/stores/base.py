@@ -253,3 +253,10 @@ class PendingUpload(NamedTuple):
     key: str
     upload_id: str
     initiated: datetime
+    #: when it last wrote (S3: its newest part), where that was asked; else `initiated`
+    last_written: datetime | None = None
+
+    @property
+    def active_at(self) -> datetime:
+        """The last sign of life: an upload that has run for hours is still writing."""
+        return self.last_written or self.initiated

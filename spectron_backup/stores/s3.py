@@ -510,6 +510,32 @@ class S3Store(Store):
         found.sort(key=lambda u: (u.key, u.initiated))
         return found
 
+    def upload_activity(self, upload: PendingUpload) -> PendingUpload | None:
+        """`upload` with `last_written` set to when its newest part was written (left unset if
+        it has no part yet), or None if it is no longer pending (completed or aborted since it
+        was listed). One ListParts request per 1,000 parts."""
+        paginator = self._client.get_paginator("list_parts")
+        newest: datetime | None = None
+        try:
+            for page in paginator.paginate(
+                Bucket=self.bucket, Key=self._full(upload.key), UploadId=upload.upload_id
+            ):
+                for part in page.get("Parts") or ():
+                    written = _utc(part["LastModified"])
+                    newest = written if newest is None else max(newest, written)
+        except ClientError as exc:
+            code, _status = _error_code(exc)
+            if code == "NoSuchUpload":
+                return None
+            raise self._translate(
+                exc, "listing the parts of a multipart upload", upload.key
+            ) from exc
+        except BotoCoreError as exc:
+            raise self._translate(
+                exc, "listing the parts of a multipart upload", upload.key
+            ) from exc
+        return upload._replace(last_written=newest)
+
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         """Abort one pending multipart upload, freeing its parts; idempotent."""
         try:

@@ -363,10 +363,14 @@ def test_list_and_abort_multipart_uploads(make_store, s3_client, s3_bucket):
         isinstance(u, PendingUpload) and u.initiated.utcoffset().total_seconds() == 0
         for u in pending
     )
-    key, upload_id, _initiated = pending[0]
+    key, upload_id = pending[0].key, pending[0].upload_id
     assert [u.key for u in store.list_multipart_uploads("backups/2/")] == ["backups/2/a.zst"]
+    # No part yet: its last sign of life is its start.
+    assert store.upload_activity(pending[0]) == pending[0]
+    assert pending[0].active_at == pending[0].initiated
     store.abort_multipart_upload(key, upload_id)
     store.abort_multipart_upload(key, upload_id)  # idempotent
+    assert store.upload_activity(pending[0]) is None  # no longer pending
     assert [u.key for u in store.list_multipart_uploads()] == ["backups/2/a.zst"]
     assert len(s3_client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]) == 3
 
