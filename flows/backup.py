@@ -10,11 +10,17 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from spectron_backup.backup import BackupFailed, SourceConnections, build_manifest
+from spectron_backup.backup import (
+    AfterBackupFailed,
+    BackupFailed,
+    SourceConnections,
+    build_manifest,
+)
 from spectron_backup.config import load_config
 from spectron_backup.manifest import new_backup_id
 from spectron_backup.stores import open_target_store
 from tasks.backup import (
+    announce_backup,
     backup_database_task,
     choose_backup_tiers,
     discover_databases,
@@ -81,24 +87,6 @@ def backup(
             raise BackupFailed(backup_id, failures)
         manifest = build_manifest(backup_id, started_at, tiers, engine, source, found, entries)
         write_manifest(store, manifest)
-        seconds = time.perf_counter() - started
-        publish_backup_report(manifest, found, store.url, seconds)
-        # Only after a successful backup: a failing backup must never thin out the good ones.
-        pruned = prune_backups(store, config.backups.keep, datetime.now(UTC), False)
-        publish_prune_report(pruned)
-        logger.info(
-            "backup %s complete: %d databases, %.1f MB stored",
-            backup_id,
-            len(entries),
-            manifest.bytes / 1e6,
-        )
-        return {
-            **manifest.summary(),
-            "pruned": [d["backup_id"] for d in pruned["decisions"] if d["action"] == "delete"],
-            "seconds": round(seconds, 3),
-            "target": store.url,
-            "missing_contexts": [m.context for m in found.missing],
-        }
     except Exception as exc:
         emit_spectron_event(
             "backup", "failed", {"backup_id": backup_id, "reason": str(exc)}, name=backup_id
@@ -106,6 +94,32 @@ def backup(
         raise
     finally:
         connections.close()
+    # The backup exists from here on: what fails now is reported as that step's failure, never
+    # as a failed backup (no spectron.backup.failed, and the completed event goes out first).
+    seconds = time.perf_counter() - started
+    announce_backup(manifest, store.url, seconds)
+    step = "publishing its report"
+    try:
+        publish_backup_report(manifest, found, store.url, seconds)
+        # Only after a successful backup: a failing backup must never thin out the good ones.
+        step = "pruning old backups"
+        pruned = prune_backups(store, config.backups.keep, datetime.now(UTC), False)
+        publish_prune_report(pruned)
+    except Exception as exc:
+        raise AfterBackupFailed(backup_id, step, exc) from exc
+    logger.info(
+        "backup %s complete: %d databases, %.1f MB stored",
+        backup_id,
+        len(entries),
+        manifest.bytes / 1e6,
+    )
+    return {
+        **manifest.summary(),
+        "pruned": [d["backup_id"] for d in pruned["decisions"] if d["action"] == "delete"],
+        "seconds": round(seconds, 3),
+        "target": store.url,
+        "missing_contexts": [m.context for m in found.missing],
+    }
 
 
 def _cause(future: Any) -> str:

@@ -191,6 +191,17 @@ class BackupFailed(OperationFailed):
         self.failures = failures
 
 
+class AfterBackupFailed(OperationFailed):
+    """The backup is complete (its manifest is written), but a step after it failed."""
+
+    def __init__(self, backup_id: str, step: str, cause: BaseException) -> None:
+        super().__init__(
+            f"backup {backup_id} is complete and restorable (its manifest is written), but "
+            f"{step} failed afterwards: {cause}"
+        )
+        self.backup_id = backup_id
+
+
 def stored_object_problems(store: Store, manifest: Manifest) -> list[str]:
     """What is wrong with the objects a manifest is about to vouch for: one is missing, of
     another size, or carries another sha256 (two databases written to one key; a stalled

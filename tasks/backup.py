@@ -141,6 +141,11 @@ def publish_backup_report(
     create_markdown_artifact(
         "\n".join(lines), key="spectron-backup-summary", description="Backup summary"
     )
+
+
+def announce_backup(manifest: Manifest, target: str, seconds: float) -> None:
+    """The event `spectron.backup.completed`, which the "no backup in 26 hours" alert waits
+    for: sent as soon as the manifest is written, before anything that could still fail."""
     emit_spectron_event(
         "backup",
         "completed",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from urllib.parse import urlsplit
 
@@ -125,3 +126,80 @@ class CuttingProxy:
             self._reset(sock)
 
     close = kill
+
+
+# --- an HTTP proxy that answers for the server ---------------------------------------------------
+
+
+class RefusingProxy:
+    """A loopback HTTP/1.1 proxy in front of `upstream` (an S3 server) that passes requests
+    through until one matches `after(method, path)`; from the next request on, it answers every
+    request itself with 403 AccessDenied, as S3 does when a policy or a key is revoked. The
+    matching request itself is passed through (it succeeds)."""
+
+    DENIED = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Access Denied</Message></Error>"
+    )
+
+    def __init__(self, upstream: str, after: Callable[[str, str], bool]) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        parts = urlsplit(upstream)
+        host, port = parts.hostname, parts.port
+        proxy = self
+        self.refused: list[str] = []
+        self._tripped = False
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy._tripped:
+                    proxy.refused.append(f"{self.command} {self.path}")
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(proxy.DENIED)))
+                    self.end_headers()
+                    self.wfile.write(b"" if self.command == "HEAD" else proxy.DENIED)
+                    return
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                finally:
+                    conn.close()
+                if after(self.command, self.path.split("?", 1)[0]):
+                    proxy._tripped = True
+                self.send_response(response.status)
+                head = self.command == "HEAD"  # its Content-Length is the object's: keep it
+                for name, value in response.getheaders():
+                    skipped = ("transfer-encoding", "connection") + (
+                        () if head else ("content-length",)
+                    )
+                    if name.lower() not in skipped:
+                        self.send_header(name, value)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

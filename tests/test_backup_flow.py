@@ -13,6 +13,7 @@ import zstandard
 
 from flows.backup import backup
 from spectron_backup.backup import (
+    AfterBackupFailed,
     BackupFailed,
     backup_database,
     backup_instance,
@@ -307,6 +308,59 @@ def test_backup_publishes_artifacts_and_the_completed_event(source: str, tmp_pat
                 break
             time.sleep(0.5)
         assert any(e.payload.get("backup_id") == backup_id for e in events)
+
+
+def spectron_events(name: str, backup_id: str, *, wait: bool) -> list:
+    """The events `name` about `backup_id` (waiting up to 20 s for one when `wait`)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + 20
+    with get_client(sync_client=True) as client:
+        while True:  # events are delivered asynchronously
+            events = [
+                e
+                for e in client.read_events(
+                    EventFilter(event=EventNameFilter(name=[name])), limit=50
+                ).events
+                if e.payload.get("backup_id") == backup_id
+            ]
+            if events or not wait or time.monotonic() > deadline:
+                return events
+            time.sleep(0.3)
+
+
+def test_a_failure_after_the_manifest_is_not_reported_as_a_failed_backup(
+    source: str, tmp_path: Path, s3_server: str, s3_bucket: str
+) -> None:
+    """Access to the bucket is revoked right after the manifest is written: pruning fails.
+    The run fails and says so, but the backup is complete: the operator must not be told no
+    backup was written, and the "no backup in 26 hours" alert gets its completed event."""
+    from tests.faults import RefusingProxy
+
+    proxy = RefusingProxy(
+        s3_server, after=lambda method, path: method == "PUT" and path.endswith("/manifest.json")
+    )
+    try:
+        target = f"s3://{s3_bucket}/prod"
+        config = write_config(
+            tmp_path, source, target, target_extra=f", endpoint_url: '{proxy.url}'"
+        )
+        with pytest.raises(AfterBackupFailed) as failed:
+            backup(config_path=str(config))
+    finally:
+        proxy.close()
+    assert proxy.refused  # the fault happened, after the manifest
+    backup_id = failed.value.backup_id
+    message = str(failed.value)
+    assert f"backup {backup_id} is complete and restorable" in message
+    assert "pruning old backups failed afterwards" in message and "access" in message.lower()
+    store = open_store(target, endpoint_url=s3_server)
+    assert [b.backup_id for b in Repository(store).intact_backups()] == [backup_id]
+    assert spectron_events("spectron.backup.completed", backup_id, wait=True)
+    assert spectron_events("spectron.backup.failed", backup_id, wait=False) == []
 
 
 def test_seed_command_writes_instance_and_documents(tmp_path: Path) -> None:
