@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 
 import zstandard
@@ -61,7 +61,9 @@ class SourceConnections:
 
     A server gets one connection (one session) per export, so exports run side by side. An
     embedded store can be opened by one process once: it is shared, and exports through it
-    take turns (each already keeps two pages in flight: see `dump.pages.iter_pages`).
+    take turns (each already keeps two pages in flight: see `dump.pages.iter_pages`). Only the
+    export holds a connection: one database's last parts and their completion in the store
+    run while the next database exports.
     """
 
     def __init__(self, config: Config) -> None:
@@ -102,7 +104,7 @@ class SourceConnections:
 
 
 def backup_database(
-    conn: SurrealConnection,
+    source: AbstractContextManager[SurrealConnection],
     store: Store,
     backup_id: str,
     ref: DatabaseRef,
@@ -112,7 +114,11 @@ def backup_database(
     progress: ProgressCallback | None = None,
 ) -> DatabaseEntry:
     """Export one database straight into a compressed, checksummed object in the store;
-    with `recipients` (age or SSH public keys) the compressed dump is encrypted to them."""
+    with `recipients` (age or SSH public keys) the compressed dump is encrypted to them.
+
+    `source` is entered for the export only (`SourceConnections.exclusive()`, or
+    `nullcontext(conn)`): the last compressed bytes, the last parts and the store's completion
+    of the object then run while the next database exports."""
     keys = [normalize_recipient(r) for r in recipients]
     encrypt_to = parse_recipients(keys)
     hash_key = HashKey.new() if encrypt_to else PLAIN
@@ -130,7 +136,8 @@ def backup_database(
             with compressor.stream_writer(stored, closefd=False) as compressed:
                 raw = CountingWriter(compressed)
                 buffered = io.BufferedWriter(raw, 1 << 20)
-                summary = export_database(conn, ref.ns, ref.db, buffered, progress=progress)
+                with source as conn:
+                    summary = export_database(conn, ref.ns, ref.db, buffered, progress=progress)
                 buffered.flush()
             stages.close()  # the last encrypted chunk, before the digest is read
             sink.metadata["sha256"] = hashed.hexdigest()
@@ -280,7 +287,7 @@ def backup_instance(
     backup_id = new_backup_id(started_at)
     entries = [
         backup_database(
-            conn,
+            nullcontext(conn),
             store,
             backup_id,
             ref,

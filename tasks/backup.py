@@ -62,15 +62,14 @@ def backup_database_task(
     recipients: list[str] | None = None,
 ) -> DatabaseEntry:
     logger = get_run_logger()
-    with connections.exclusive() as conn:
-        entry = backup_database(
-            conn,
-            store,
-            backup_id,
-            ref,
-            compression_level=compression_level,
-            recipients=recipients or [],
-        )
+    entry = backup_database(
+        connections.exclusive(),
+        store,
+        backup_id,
+        ref,
+        compression_level=compression_level,
+        recipients=recipients or [],
+    )
     logger.info(
         "%s: %d records, %.1f MB -> %.1f MB%s in %.1fs, sha256 %s",
         ref.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -414,7 +415,9 @@ def test_no_manifest_for_objects_that_are_not_as_written(tmp_path: Path, source:
     with connect(source) as conn:
         found = discover(conn, SourceConfig(url=source))
         backup_id = new_backup_id()
-        entries = [backup_database(conn, store, backup_id, ref) for ref in found.databases]
+        entries = [
+            backup_database(nullcontext(conn), store, backup_id, ref) for ref in found.databases
+        ]
         manifest = build_manifest(
             backup_id, datetime.now(UTC), ["daily"], "3", conn.display_url, found, entries
         )
