@@ -55,7 +55,7 @@ def restore_drill(
     """
     logger = get_run_logger()
     config = load_config(config_path)
-    store = open_target_store(config.target)
+    store = open_target_store(config.target, must_exist=True)
     documents = open_documents_store(config.documents)
     if documents is None:
         logger.warning("no `documents` store configured: document objects are not checked")

@@ -29,7 +29,9 @@ def prune(
     """
     config = load_config(config_path)
     moment = time_option(now, "now") or datetime.now(UTC)
-    report = prune_backups(open_target_store(config.target), config.backups.keep, moment, dry_run)
+    report = prune_backups(
+        open_target_store(config.target, must_exist=True), config.backups.keep, moment, dry_run
+    )
     publish_prune_report(report)
     if report["problems"] and not dry_run:
         raise OperationFailed("pruning could not finish: " + "; ".join(report["problems"][:5]))

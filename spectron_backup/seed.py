@@ -9,7 +9,8 @@
 - `spectron/_jobqueue` (optional): a small `job` table;
 - one database per Context with the reference `context.surql` schema (HNSW `DIMENSION` set to
   the plan's embedding width) and its data: scope sets, documents (original bytes go to an
-  optional sink, as they would go to the document bucket), knowledge chunks with embeddings,
+  optional document store or sink, as they would go to the document bucket; a store is probed
+  before anything is written), knowledge chunks with embeddings,
   keywords and `knowledge_has_keyword` edges, sessions and turns, entities (array ids
   `entity:['person', 'alice']`), attributes and `relates_to` edges with validity windows (some
   expired, some ending in the future, most open), instructions, uncertainties, memory chunks
@@ -30,6 +31,7 @@ import hashlib
 import json
 import random
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +40,8 @@ from importlib import resources
 
 import numpy as np
 
-from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
+from spectron_backup.stores.base import Store
 from spectron_backup.surreal import SurrealConnection, surreal_identifier
 
 DocumentSink = Callable[[str, bytes], None]
@@ -1568,16 +1571,40 @@ def planned_contexts(plan: SeedPlan) -> list[ContextInfo]:
     return [context_info(i) for i in range(plan.contexts)]
 
 
+class DocumentStoreUnusable(UsageError):
+    """The document store failed its probe, before anything was written anywhere."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"document store {url} cannot be written: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def check_document_store(store: Store) -> None:
+    """Write and delete a small probe object, so that a missing bucket, denied access or an
+    unwritable directory is found before the SurrealDB is seeded, not after (a half-seeded
+    instance cannot be seeded again). Any failure is DocumentStoreUnusable (bad input: the
+    store is the operator's choice, and nothing has been written yet)."""
+    key = f"spectron-seed-probe-{secrets.token_hex(6)}"
+    try:
+        store.put_bytes(key, b"probe: written and deleted by spectron-backup seed\n")
+        store.delete(key)
+    except SpectronBackupError as exc:
+        raise DocumentStoreUnusable(store.url, str(exc)) from exc
+
+
 def seed_instance(
     conn: SurrealConnection,
     plan: SeedPlan,
-    documents: DocumentSink | None = None,
+    documents: Store | DocumentSink | None = None,
     progress: Progress | None = None,
 ) -> SeedResult:
     """Write the Spectron instance the plan describes into an empty SurrealDB.
 
-    `documents` receives `(storage_key, original bytes)` for every document, as the document
-    bucket would. Raises UsageError when a target database already has tables, and
+    `documents` receives every document's original bytes under its storage key, as the
+    document bucket would: a Store (probed with `check_document_store` after the databases
+    are found empty and before anything is written) or a sink `(storage_key, bytes)`. Raises
+    UsageError when a target database already has tables or the store cannot be written, and
     OperationFailed naming the database and table when a statement fails.
     """
     contexts = planned_contexts(plan)
@@ -1587,6 +1614,9 @@ def seed_instance(
     targets += [(info.namespace, info.database) for info in contexts]
     for namespace, database in targets:
         _check_empty(conn, namespace, database)
+    if isinstance(documents, Store):
+        check_document_store(documents)
+        documents = documents.put_bytes
 
     result = SeedResult(contexts=contexts)
     metadata = _Target(conn, CONTROL_NAMESPACE, METADATA_DATABASE)

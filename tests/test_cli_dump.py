@@ -7,7 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
+import zstandard
 
+from spectron_backup.dump.reader import ZSTD_MAGIC
 from spectron_backup.surreal import connect
 from tests.conftest import EXPORT_FIXTURES, run_cli
 
@@ -67,6 +69,44 @@ def test_export_to_file_then_import_gives_the_same_records(store: str, tmp_path:
             for t in summary["tables"]
         }
     assert copy == original
+
+
+def records(url: str, tables: list[str]) -> dict[str, list[str]]:
+    with connect(url) as conn:
+        conn.use("acme", "prod")
+        return {
+            t: sorted(conn.run_one("SELECT VALUE <string> $this FROM type::table($t)", {"t": t}))
+            for t in tables
+        }
+
+
+def test_export_to_a_zst_name_writes_zstd_that_import_restores(store: str, tmp_path: Path) -> None:
+    dump = tmp_path / "acme.surql.zst"
+    result = run_cli(
+        "export", "--source", store, "--ns", "acme", "--db", "prod", "-o", str(dump), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    tables = list(json.loads(result.stdout)["tables"])
+    data = dump.read_bytes()
+    assert data[:4] == ZSTD_MAGIC  # what `zstd -d` and the name promise
+    assert zstandard.get_frame_parameters(data).has_checksum
+    text = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read()
+    assert text.decode().count("OPTION IMPORT;") == 1
+    assert list(tmp_path.glob(".*tmp*")) == []
+
+    restored = f"surrealkv://{tmp_path / 'restored'}"
+    result = run_cli(
+        "import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["failed"] == 0
+    assert records(restored, tables) == records(store, tables)
+
+
+def test_export_to_stdout_stays_plain_text(store: str) -> None:
+    result = run_cli("export", "--source", store, "--ns", "acme", "--db", "prod", "-o", "-")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("-- ") and "OPTION IMPORT;" in result.stdout
 
 
 def test_export_streams_to_stdout_by_default(store: str) -> None:
@@ -179,11 +219,12 @@ def test_export_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
     with connect(url) as conn:
         conn.use("a", "b")
         conn.run("DEFINE TABLE `select`; CREATE `select`:1 SET x = 1; CREATE ok:1")
-    out = tmp_path / "out.surql"
-    result = run_cli("export", "--source", url, "--ns", "a", "--db", "b", "-o", str(out))
-    assert result.returncode == 2
-    assert "table 'select'" in one_error_line(result)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kw"]
+    for name in ("out.surql", "out.surql.zst"):
+        out = tmp_path / name
+        result = run_cli("export", "--source", url, "--ns", "a", "--db", "b", "-o", str(out))
+        assert result.returncode == 2
+        assert "table 'select'" in one_error_line(result)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kw"]
 
 
 def test_json_with_stdout_dump_is_refused(store: str) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
+import zstandard
 
 from spectron_backup.atomic import atomic_binary_writer
 from spectron_backup.commands.options import (
@@ -23,7 +27,11 @@ from spectron_backup.commands.options import (
 from spectron_backup.console import err, print_json, progress_bar
 from spectron_backup.dump.export import ExportSummary, export_database
 from spectron_backup.errors import UsageError
+from spectron_backup.streams import CountingWriter
 from spectron_backup.surreal import connect
+
+#: the compression of a backup's dumps (spectron_backup.backup): `zstd -d` and import read it
+ZSTD_LEVEL = 3
 
 
 @reports_errors
@@ -38,14 +46,23 @@ def command(
     ],
     ns: Namespace,
     db: Database,
-    output: Annotated[str, typer.Option("--output", "-o", help="Dump file; '-' for stdout.")] = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Dump file; '-' for stdout (plain text). A name ending in .zst is written "
+            "zstd-compressed.",
+        ),
+    ] = "-",
     username: Username = None,
     password: Password = None,
     token: Token = None,
     auth_ns: AuthLevel = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Export one database as SurrealQL (the format of `surreal export`)."""
+    """Export one database as SurrealQL (the format of `surreal export`); zstd-compressed
+    when the output file's name ends in .zst."""
     to_stdout = output == "-"
     if to_stdout and json_output:
         raise UsageError(
@@ -62,7 +79,7 @@ def command(
             finally:
                 sys.stdout.buffer.flush()
         else:
-            with atomic_binary_writer(Path(output)) as out:
+            with dump_file(Path(output)) as out:
                 summary = export_database(conn, ns, db, out, progress=progress)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
@@ -70,6 +87,24 @@ def command(
         print_json({"output": output, **summary.to_json()})
     else:
         _report(summary, output)
+
+
+@contextmanager
+def dump_file(path: Path) -> Iterator[IO[bytes]]:
+    """The dump file at `path`, written under a temporary name and renamed only if the block
+    succeeds; a zstd stream (as in a backup) when the name ends in .zst, so that the name says
+    what the bytes are and `zstd -d` or `import` read it."""
+    with atomic_binary_writer(path) as out:
+        if not path.name.lower().endswith(".zst"):
+            yield out
+            return
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+        with compressor.stream_writer(out, closefd=False) as compressed:
+            buffered = io.BufferedWriter(CountingWriter(compressed), 1 << 20)
+            try:
+                yield buffered
+            finally:
+                buffered.close()  # into the compressor while it is open, also on failure
 
 
 def _report(summary: ExportSummary, output: str) -> None:

@@ -54,7 +54,7 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
     """List backups: id, time, tiers, databases, size, complete or not, who can open it
     (the age recipients it is encrypted to), last drill."""
     settings = load_config(config)
-    store = open_target_store(settings.target)
+    store = open_target_store(settings.target, must_exist=True)
     repo = Repository(store)
     rows = [describe(repo, entry) for entry in reversed(repo.backups())]
     if json_output:

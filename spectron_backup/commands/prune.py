@@ -12,6 +12,7 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.durations import time_option
+from spectron_backup.stores import open_target_store
 
 
 @reports_errors
@@ -29,8 +30,10 @@ def command(
     json_output: JsonOutput = False,
 ) -> None:
     """Delete backups no retention rule keeps, and garbage older than the grace period."""
-    load_config(config)  # one clear error before Prefect starts
+    settings = load_config(config)  # one clear error before Prefect starts
     time_option(now, "--now")  # a bad time is refused before Prefect starts
+    # ... and a file target that does not exist (a typo), rather than "nothing to prune"
+    open_target_store(settings.target, must_exist=True).close()
     from flows.prune import prune
 
     report = prune(config_path=str(config) if config else None, dry_run=dry_run, now=now)

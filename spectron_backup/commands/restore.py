@@ -82,7 +82,7 @@ def command(
         raise UsageError("give either --context or --database, not both")
     moment = time_option(before, "--before")
     settings = load_config(config)
-    store = open_target_store(settings.target)
+    store = open_target_store(settings.target, must_exist=True)
     manifest = select_backup(Repository(store), backup or "latest", before=moment)
     entries = select_databases(manifest, context=context, database=database)
     identities = _identities(settings.encryption) if any(e.encrypted for e in entries) else []

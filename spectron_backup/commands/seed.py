@@ -16,8 +16,9 @@ from spectron_backup.commands.options import (
     reports_errors,
 )
 from spectron_backup.console import err, print_json
-from spectron_backup.seed import SeedPlan, seed_instance
-from spectron_backup.stores import open_store
+from spectron_backup.errors import UsageError
+from spectron_backup.seed import DocumentStoreUnusable, SeedPlan, seed_instance
+from spectron_backup.stores import Store, open_store
 from spectron_backup.surreal import connect
 
 
@@ -56,16 +57,26 @@ def command(
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Seed a Spectron instance: control plane, Contexts, memory, documents."""
-    sink = None
+    """Seed a Spectron instance: control plane, Contexts, memory, documents.
+
+    The document store is probed (a small object written and deleted) once the databases are
+    found empty and before anything is written: a bad --documents leaves nothing behind.
+    """
+    store: Store | None = None
     if documents:
-        store = open_store(documents, endpoint_url=documents_endpoint)
-        sink = store.put_bytes
+        if documents_endpoint and not documents.startswith("s3://"):
+            raise UsageError("--documents-endpoint-url applies to an s3:// --documents store only")
+        store = open_store(documents, endpoint_url=documents_endpoint, setting="--documents")
+    elif documents_endpoint:
+        raise UsageError("--documents-endpoint-url needs --documents s3://bucket[/prefix]")
     plan = SeedPlan(contexts=contexts, scale=scale, seed=seed, embedding_width=embedding_width)
     with connect(target, credentials(username, password, token)) as conn:
-        result = seed_instance(
-            conn, plan, documents=(lambda key, data: sink(key, data)) if sink else None
-        )
+        try:
+            result = seed_instance(conn, plan, documents=store)
+        except DocumentStoreUnusable as exc:
+            raise UsageError(
+                f"--documents {exc.url} cannot be written, so nothing was seeded: {exc.reason}"
+            ) from None
     if json_output:
         print_json(
             {

@@ -19,7 +19,9 @@ removes the stray sidecar. Overwriting an existing key has a window (between ste
 which the old data is seen with the new metadata; the backup layout writes every key once.
 
 The root directory is created on the first write. A root that exists but is not a directory,
-or cannot be written, is a UsageError naming it.
+or cannot be written, is a UsageError naming it. Reading a root that does not exist finds
+nothing; `require_root()` makes it an error instead, for commands that only read (a typo in
+the path must not look like an empty target).
 """
 
 from __future__ import annotations
@@ -92,14 +94,27 @@ class _FileObjectWriter(ObjectWriter):
 class FileStore(Store):
     """Objects as files under `root` (an absolute path); see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, setting: str = "target") -> None:
         root = Path(root)
         if not root.is_absolute():
             raise UsageError(f"file store root {str(root)!r} is not an absolute path")
         self.root = Path(os.path.normpath(root))
         self.url = self.root.as_uri()
+        #: the setting the directory comes from, named in messages
+        self.setting = setting
+        self._name = "backup target" if setting == "target" else f"{setting} directory"
         if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"backup target {self.root} exists but is not a directory")
+            raise UsageError(f"{self._name} {self.root} exists but is not a directory")
+
+    def require_root(self) -> None:
+        """UsageError unless the root directory exists: for commands that only read, where a
+        missing directory is a mistyped path, not an empty store (writes create it)."""
+        if self.root.is_dir():
+            return
+        raise UsageError(
+            f"{self._name} {self.root} does not exist: check {self.setting}.url in the "
+            "configuration (a backup creates the directory; this command only reads)"
+        )
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -112,7 +127,7 @@ class FileStore(Store):
 
     def _not_writable(self, exc: OSError) -> UsageError:
         return UsageError(
-            f"backup target {self.root} is not writable: {exc.strerror or exc}"
+            f"{self._name} {self.root} is not writable: {exc.strerror or exc}"
             + (f" ({exc.filename})" if exc.filename else "")
         )
 
@@ -121,15 +136,15 @@ class FileStore(Store):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise UsageError(f"backup target {self.root} exists but is not a directory") from None
+            raise UsageError(f"{self._name} {self.root} exists but is not a directory") from None
         except NotADirectoryError:
             raise UsageError(
-                f"backup target {self.root} cannot be created: a parent is not a directory"
+                f"{self._name} {self.root} cannot be created: a parent is not a directory"
             ) from None
         except OSError as exc:
             if exc.errno in _NOT_WRITABLE:
                 raise self._not_writable(exc) from None
-            raise StoreError(f"cannot create backup target {self.root}: {exc}") from exc
+            raise StoreError(f"cannot create {self._name} {self.root}: {exc}") from exc
         if directory == self.root:
             return
         try:
