@@ -119,6 +119,7 @@ def backup(
         "seconds": round(seconds, 3),
         "target": store.url,
         "missing_contexts": [m.context for m in found.missing],
+        "warnings": found.unknown,
     }
 
 

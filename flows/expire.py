@@ -43,6 +43,8 @@ def expire_sweep(
     try:
         conn = connections.open()
         found = discover(conn, config.source)
+        for problem in found.unknown:
+            get_run_logger().warning(problem)
         contexts = [ref for ref in found.databases if ref.role == "context"]
         if context is not None:
             contexts = [ref for ref in contexts if ref.context == context]
@@ -79,6 +81,7 @@ def expire_sweep(
             f"{r['namespace']}/{r['database']}: {x['table']}" for r in reports for x in r["refused"]
         ],
         "failed": [f"{name}: {exc}" for name, exc in failures],
+        "warnings": found.unknown,
         "databases": reports,
     }
     # keyed by the wall clock, never overwritten: two runs at the same --now keep both reports

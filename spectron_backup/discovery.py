@@ -39,6 +39,8 @@ class Discovery:
     missing: list[DatabaseRef] = field(default_factory=list)
     #: Context ids left out by `source.contexts` include/exclude
     excluded: list[str] = field(default_factory=list)
+    #: what `source.contexts` names that is no registered Context (a typo, a deleted Context)
+    unknown: list[str] = field(default_factory=list)
 
 
 def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
@@ -54,12 +56,13 @@ def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
         found.databases.append(DatabaseRef(control_ns, source.jobqueue_database, "jobqueue"))
     conn.use(control_ns, control_db)
     tables = (conn.run_one("INFO FOR DB") or {}).get("tables", {})
-    if "context" not in tables:
-        return found
     rows = (
         conn.run_one("SELECT VALUE [<string> record::id(id), namespace, database] FROM context")
         or []
+        if "context" in tables
+        else []
     )
+    _check_context_filter(source, [str(r[0]) for r in rows], found)
     placed = {(r.ns, r.db): i for i, r in enumerate(found.databases)}
     for context_id, ns, db in sorted(rows, key=lambda r: r[0]):
         if not source.contexts.selects(context_id):
@@ -76,3 +79,24 @@ def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
         else:
             found.missing.append(ref)
     return found
+
+
+def _check_context_filter(source: SourceConfig, registered: list[str], found: Discovery) -> None:
+    """Ids in `source.contexts` that name no registered Context are warnings (`unknown`); an
+    include list that selects none at all is a UsageError: the backup would hold no Context
+    while the operator believes some are in it."""
+    known = set(registered)
+    for key in ("include", "exclude"):
+        for context_id in getattr(source.contexts, key):
+            if context_id not in known:
+                found.unknown.append(
+                    f"source.contexts.{key} names Context {context_id!r}, which is not "
+                    "registered in the control plane"
+                )
+    include = source.contexts.include
+    if include and not known.intersection(include):
+        shown = ", ".join(sorted(known)[:10]) + (", ..." if len(known) > 10 else "")
+        raise UsageError(
+            f"source.contexts.include ({', '.join(include)}) names no registered Context: "
+            f"check the ids (registered: {shown or 'none'})"
+        )

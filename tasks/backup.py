@@ -33,6 +33,8 @@ def discover_databases(
     found = discover(conn, config.source)
     logger = get_run_logger()
     logger.info("found %d databases to back up on %s", len(found.databases), conn.display_url)
+    for problem in found.unknown:
+        logger.warning(problem)
     for missing in found.missing:
         logger.warning(
             "Context %s names database %s, which does not exist: it is not backed up",
@@ -134,7 +136,7 @@ def publish_backup_report(
     if found.missing:
         lines += ["", "## Contexts whose database does not exist (not backed up)", ""]
         lines += [f"- `{m.context}` -> `{m.ns}/{m.db}`" for m in found.missing]
-    warnings = [w for d in manifest.databases for w in d.warnings]
+    warnings = [*found.unknown, *(w for d in manifest.databases for w in d.warnings)]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     create_markdown_artifact(

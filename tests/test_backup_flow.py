@@ -364,6 +364,51 @@ def test_a_failure_after_the_manifest_is_not_reported_as_a_failed_backup(
     assert spectron_events("spectron.backup.failed", backup_id, wait=False) == []
 
 
+def test_context_filter_backs_up_what_it_names_and_warns_about_ids_it_does_not_know(
+    source: str,
+) -> None:
+    config = SourceConfig(
+        url=source, contexts={"include": ["acme-prod", "acme-prd"], "exclude": ["globex"]}
+    )
+    with connect(source) as conn:
+        found = discover(conn, config)
+    assert [r.context for r in found.databases if r.role == "context"] == ["acme-prod"]
+    assert "globex-main" in found.excluded
+    assert found.unknown == [
+        "source.contexts.include names Context 'acme-prd', which is not registered in the "
+        "control plane",
+        "source.contexts.exclude names Context 'globex', which is not registered in the "
+        "control plane",
+    ]
+
+
+def test_an_include_list_that_names_no_registered_context_is_a_usage_error(source: str) -> None:
+    """A backup of the control plane alone, while the operator believes a Context is in it,
+    must not pass as a good backup."""
+    config = SourceConfig(url=source, contexts={"include": ["acme-prd"]})
+    with connect(source) as conn, pytest.raises(UsageError) as refused:
+        discover(conn, config)
+    assert "source.contexts.include (acme-prd) names no registered Context" in str(refused.value)
+    assert "registered: acme-prod, ghost-ctx, globex-main" in str(refused.value)
+
+
+def test_backup_reports_a_context_id_it_does_not_know(source: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
+    plain = f"source: {{url: '{source}'}}"
+    assert plain in config.read_text()
+    config.write_text(
+        config.read_text().replace(
+            plain, f"source: {{url: '{source}', contexts: {{exclude: [globex]}}}}"
+        )
+    )
+    result = backup(config_path=str(config))
+    assert result["databases"] == 4
+    assert result["warnings"] == [
+        "source.contexts.exclude names Context 'globex', which is not registered in the "
+        "control plane"
+    ]
+
+
 def test_seed_command_writes_instance_and_documents(tmp_path: Path) -> None:
     result = run_cli(
         "seed",
