@@ -240,9 +240,16 @@ class SweepFieldsConfig(_Section):
     attribute_entity: str = Field("entity", min_length=1)
 
 
+#: records of a table the sweep's guard always lets go (`sweep.guard_allowance`)
+GUARD_ALLOWANCE = 10
+
+
 class SweepConfig(_Section):
     batch_size: int = Field(1000, ge=1, le=100_000)
     max_delete_fraction: float = Field(0.5, gt=0, le=1)
+    #: ... but deleting this many records of a table is always allowed (a table where 1 of 1
+    #: record expired is a quiet Context, not a wrong clock)
+    guard_allowance: int = Field(GUARD_ALLOWANCE, ge=0)
     valid_until_grace: Duration = timedelta(0)
     tables: SweepTablesConfig = Field(default_factory=SweepTablesConfig)
     fields: SweepFieldsConfig = Field(default_factory=SweepFieldsConfig)

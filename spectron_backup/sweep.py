@@ -20,7 +20,9 @@ Plan, then delete. Candidates are read in pages (`WHERE ... AND id > <last id> L
 attributes and relations are decided first; an expired entity still referred to by an
 attribute or relation that survives this sweep is held (deleting a node deletes its edges and
 would orphan its attributes). The guard then refuses, per table, to delete more than
-`max_delete_fraction` of the table's records unless forced. The plan keeps the ids it will
+`max_delete_fraction` of the table's records unless forced; up to `guard_allowance` records
+are always allowed, so a small table whose few records all expired (a quiet Context) does
+not fail every hourly run. The plan keeps the ids it will
 delete (memory grows with what is deleted, not with the table).
 
 Deletion runs in batches of `batch_size`, each one transaction, attributes and relations
@@ -41,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from spectron_backup.config import SweepFieldsConfig, SweepTablesConfig
+from spectron_backup.config import GUARD_ALLOWANCE, SweepFieldsConfig, SweepTablesConfig
 from spectron_backup.errors import UsageError
 from spectron_backup.policies import DEFAULT_TTLS, PolicySet
 from spectron_backup.surreal import SurrealConnection, surreal_identifier
@@ -546,6 +548,7 @@ def sweep_database(
     dry_run: bool,
     batch_size: int = 1000,
     max_delete_fraction: float = 0.5,
+    guard_allowance: int = GUARD_ALLOWANCE,
     valid_until_grace: timedelta = timedelta(0),
     force: bool = False,
     context: str | None = None,
@@ -594,7 +597,7 @@ def sweep_database(
                 report.count_held(entity_id)
         if plan.doomed:  # counted only then: a no-op sweep reads nothing but its index
             total = report.totals[table.name] = _count(conn, table.name)
-            if len(plan.doomed) > max_delete_fraction * total:
+            if len(plan.doomed) > max(max_delete_fraction * total, guard_allowance):
                 over = Refusal(table.name, len(plan.doomed), total, max_delete_fraction)
                 if force:
                     report.forced_past.append(over)

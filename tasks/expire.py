@@ -45,6 +45,7 @@ def sweep_context(
         dry_run=dry_run,
         batch_size=config.sweep.batch_size,
         max_delete_fraction=config.sweep.max_delete_fraction,
+        guard_allowance=config.sweep.guard_allowance,
         valid_until_grace=config.sweep.valid_until_grace,
         force=force,
         context=ref.context,

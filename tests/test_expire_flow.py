@@ -31,7 +31,7 @@ def write_config(tmp_path: Path, source: str, fraction: float = 1.0, retention: 
     path = tmp_path / "config.yaml"
     path.write_text(
         f"source: {{url: '{source}'}}\ntarget: {{url: 'file://{tmp_path / 'target'}'}}\n"
-        f"sweep: {{max_delete_fraction: {fraction}}}\n{retention}"
+        f"sweep: {{max_delete_fraction: {fraction}, guard_allowance: 0}}\n{retention}"
     )
     return path
 
