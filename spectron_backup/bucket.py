@@ -858,12 +858,23 @@ class DocumentBucket:
                 f"versions expire after {self.documents.noncurrent_days} days): nothing to restore"
             )
         newest = versions[0]
-        on_top = [m for m in markers if m.is_latest or m.last_modified > newest.last_modified]
         if dry_run:
+            # S3 stamps to the second: a marker of the newest version's second may lie above or
+            # below it, and only the real run (which removes the latest marker until a version
+            # is current) finds out. Those are counted apart, not silently left out.
+            on_top = [m for m in markers if m.is_latest or m.last_modified > newest.last_modified]
+            tied = [
+                m for m in markers if m not in on_top and m.last_modified == newest.last_modified
+            ]
             outcome.version = newest
             outcome.removed_delete_markers = on_top
+            maybe = (
+                f" (and up to {len(tied)} more, stamped in the same second as that version)"
+                if tied
+                else ""
+            )
             outcome.message = (
-                f"would remove {len(on_top)} delete marker(s) of {url}; version "
+                f"would remove {len(on_top)} delete marker(s) of {url}{maybe}; version "
                 f"{newest.version_id} of {_iso(newest.last_modified)} would be current again"
             )
             return outcome
