@@ -13,7 +13,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
 ORACLE := tests/oracle
 
-.PHONY: help install age-cli demo test test-fast bench lint format clean server deploy worker
+.PHONY: help install install-dev age-cli demo test test-fast bench lint format clean server deploy worker
 
 # Running on schedule: a Prefect server (state in ./.prefect), the deployments, a worker.
 PREFECT_PORT ?= 4200
@@ -24,15 +24,29 @@ help:
 	@echo "make demo    install and run the pipeline on an embedded SurrealDB (./.demo)"
 	@echo "make test    install and run the whole test suite"
 	@echo "make bench   run the benchmarks, results in benchmarks/results/"
+	@echo "make install the runtime only, for a backup host (no test tools, npm or apt)"
 	@echo "make lint    ruff"
 	@echo "make server  a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI and API; keep it running)"
 	@echo "make deploy CONFIG=F   work pool, deployments of prefect.yaml, alert automations"
 	@echo "make worker CONFIG=F   the worker that runs the deployments' flows (keep it running)"
 
-install: .venv/.synced age-cli $(if $(shell command -v node 2>/dev/null),$(ORACLE)/node_modules/.package-lock.json)
+# What a backup host needs: the locked runtime, without the test tools (`--inexact` leaves
+# them in place where `install-dev` already put them).
+install: .venv/.synced-runtime
+
+# Everything the demo, the tests and the benchmarks use: the dev group, the `age` and `zstd`
+# command lines, and SurrealDB's own exporter under Node (when node is present).
+install-dev: .venv/.synced age-cli $(if $(shell command -v node 2>/dev/null),$(ORACLE)/node_modules/.package-lock.json)
+
+UV_PRESENT := command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+.venv/.synced-runtime: pyproject.toml uv.lock
+	@$(UV_PRESENT)
+	$(UV) sync --locked --no-dev --inexact
+	@touch $@
 
 .venv/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV_PRESENT)
 	$(UV) sync --locked
 	@touch $@
 
@@ -53,20 +67,20 @@ age-cli:
 $(ORACLE)/node_modules/.package-lock.json: $(ORACLE)/package.json $(ORACLE)/package-lock.json
 	cd $(ORACLE) && npm ci --no-audit --no-fund --loglevel=error
 
-demo: install
+demo: install-dev
 	$(RUN) spectron-backup demo
 
-test: install
+test: install-dev
 	$(RUN) pytest
 
-bench: install
+bench: install-dev
 	$(RUN) python -m benchmarks.run
 
-lint: install
+lint: install-dev
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-format: install
+format: install-dev
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
