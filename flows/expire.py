@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 
 from spectron_backup.backup import SourceConnections
 from spectron_backup.config import load_config
-from spectron_backup.discovery import discover
+from spectron_backup.discovery import discover, require_selected
 from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.manifest import rfc3339
@@ -37,6 +37,8 @@ def expire_sweep(
         force: Delete even more than sweep.max_delete_fraction of a table in one run.
     """
     config = load_config(config_path)
+    if context is not None:
+        require_selected(config.source, context)
     moment = sweep_clock(time_option(now, "now"), dry_run, datetime.now(UTC))
     policies = config.policies()
     connections = SourceConnections(config)
@@ -48,11 +50,6 @@ def expire_sweep(
         contexts = [ref for ref in found.databases if ref.role == "context"]
         if context is not None:
             contexts = [ref for ref in contexts if ref.context == context]
-            if not contexts and context in found.excluded:
-                raise UsageError(
-                    f"Context {context!r} is left out by source.contexts (include/exclude) in "
-                    "the configuration: it is neither backed up nor swept"
-                )
             if not contexts:
                 raise UsageError(
                     f"no Context {context!r} with an existing database in {conn.display_url}"

@@ -81,6 +81,16 @@ def discover(conn: SurrealConnection, source: SourceConfig) -> Discovery:
     return found
 
 
+def require_selected(source: SourceConfig, context_id: str) -> None:
+    """UsageError when `source.contexts` leaves `context_id` out (told from the configuration
+    alone, before connecting)."""
+    if not source.contexts.selects(context_id):
+        raise UsageError(
+            f"Context {context_id!r} is left out by source.contexts (include/exclude) in the "
+            "configuration: it is neither backed up nor swept"
+        )
+
+
 def _check_context_filter(source: SourceConfig, registered: list[str], found: Discovery) -> None:
     """Ids in `source.contexts` that name no registered Context are warnings (`unknown`); an
     include list that selects none at all is a UsageError: the backup would hold no Context

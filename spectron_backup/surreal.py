@@ -80,6 +80,29 @@ def url_scheme(url: str) -> str:
     return match.group(1).lower()
 
 
+def check_url(url: str) -> str:
+    """The scheme of a URL this tool can open, checked without opening anything (a scheme it
+    supports, a port that is a number); UsageError naming what is wrong otherwise."""
+    scheme = url_scheme(url)
+    shown = redact_url(url)
+    if scheme == "rocksdb":
+        raise UsageError(
+            f"{shown}: rocksdb:// is not available in the embedded engine this tool "
+            "ships (surrealdb-embedded 3.0.0b10 has surrealkv only); use surrealkv://PATH, "
+            "or run a SurrealDB server on the RocksDB store and connect with ws://"
+        )
+    if scheme not in EMBEDDED_SCHEMES + REMOTE_SCHEMES:
+        raise UsageError(
+            f"unsupported SurrealDB URL scheme {scheme}:// in {shown!r}; use {SUPPORTED}"
+        )
+    if scheme in REMOTE_SCHEMES:
+        try:
+            urlsplit(url).port  # noqa: B018 - raises for a port that is not a number
+        except ValueError as exc:
+            raise UsageError(f"not a valid SurrealDB URL: {shown} ({exc})") from None
+    return scheme
+
+
 def embedded_path(url: str) -> str | None:
     """The directory of an embedded on-disk store, or None for memory and remote URLs."""
     scheme = url_scheme(url)
@@ -109,23 +132,12 @@ class SurrealConnection:
         #: ~9% faster on large reads (benchmarks compare against it)
         self.blocking = blocking
         self.display_url = redact_url(url)
-        self.scheme = url_scheme(url)
+        self.scheme = check_url(url)
         self.credentials = credentials or Credentials()
         self._db: Any = None
         #: an on-disk embedded store's engine, opened with its async handle (see
         #: `submitter`); None for memory stores and servers, which use `_db`
         self._engine: _AsyncEngine | None = None
-        if self.scheme == "rocksdb":
-            raise UsageError(
-                f"{self.display_url}: rocksdb:// is not available in the embedded engine this tool "
-                "ships (surrealdb-embedded 3.0.0b10 has surrealkv only); use surrealkv://PATH, "
-                "or run a SurrealDB server on the RocksDB store and connect with ws://"
-            )
-        if self.scheme not in EMBEDDED_SCHEMES + REMOTE_SCHEMES:
-            raise UsageError(
-                f"unsupported SurrealDB URL scheme {self.scheme}:// in "
-                f"{self.display_url!r}; use {SUPPORTED}"
-            )
         path = embedded_path(url)
         if must_exist and path is not None and not os.path.isdir(path):
             raise UsageError(
@@ -155,11 +167,7 @@ class SurrealConnection:
                 raise UsageError(f"cannot open SurrealDB at {self.display_url}: {exc}") from None
             return
         url = self.url
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises for a port that is not a number
-        except ValueError as exc:
-            raise UsageError(f"not a valid SurrealDB URL: {self.display_url} ({exc})") from None
+        parts = urlsplit(url)  # its port was checked by check_url
         if self.scheme in REMOTE_SCHEMES and self.scheme.startswith("ws") and not parts.path:
             url = url.rstrip("/") + "/rpc"
         try:

@@ -29,9 +29,11 @@ def command(
         raise typer.BadParameter(f"{tier!r}: use auto, daily or weekly", param_hint="--tier")
     load_config(config)  # one clear error before Prefect starts
     from flows.backup import backup
+    from spectron_backup.commands.flow_console import flow_console
 
     chosen: Literal["auto", "daily", "weekly"] = tier  # type: ignore[assignment]
-    result = backup(config_path=str(config) if config else None, tier=chosen)
+    with flow_console():
+        result = backup(config_path=str(config) if config else None, tier=chosen)
     if json_output:
         print_json(result)
         return
@@ -40,6 +42,8 @@ def command(
         f"{result['raw_bytes'] / 1e6:,.1f} MB dumped -> {result['bytes'] / 1e6:,.1f} MB stored in {result['target']} "
         f"({result['seconds']:.1f}s, tiers: {', '.join(result['tiers'])})"
     )
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     for context in result["missing_contexts"]:
         err.print(
             f"[yellow]warning:[/] Context {context}: its database does not exist; not backed up"

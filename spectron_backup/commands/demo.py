@@ -68,6 +68,14 @@ def command(
         )
     )
 
+    from spectron_backup.commands.flow_console import flow_console
+
+    with flow_console():  # the tool's errors on one line, and a prompt Ctrl-C
+        _pipeline(workdir, config_path)
+
+
+def _pipeline(workdir: Path, config_path: Path) -> None:
+    """The three flows, each summed up in a few lines."""
     from flows.backup import backup
 
     err.print("[bold]1. backup[/] (Prefect flow `backup`)")

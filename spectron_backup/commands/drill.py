@@ -12,7 +12,8 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.drill import SCRATCH_SECRETS, DrillFailed, choose_backup_request
-from spectron_backup.errors import SpectronBackupError
+from spectron_backup.errors import SpectronBackupError, UsageError
+from spectron_backup.surreal import check_url
 from spectron_backup.urls import secret_free_url
 
 
@@ -50,16 +51,22 @@ def command(
     """
     choose_backup_request(backup)  # one clear usage error before Prefect starts
     secret_free_url(scratch, "--scratch", SCRATCH_SECRETS)
-    load_config(config)
+    settings = load_config(config)
+    if scratch is not None:
+        check_scratch_url(scratch, "--scratch")
+    elif settings.drill.scratch_url is not None:
+        check_scratch_url(settings.drill.scratch_url, "drill.scratch_url")
     from flows.drill import restore_drill
+    from spectron_backup.commands.flow_console import flow_console
 
-    state = restore_drill(
-        config_path=str(config) if config else None,
-        backup=backup,
-        scratch_url=scratch,
-        keep_scratch=keep_scratch,
-        return_state=True,
-    )
+    with flow_console():
+        state = restore_drill(
+            config_path=str(config) if config else None,
+            backup=backup,
+            scratch_url=scratch,
+            keep_scratch=keep_scratch,
+            return_state=True,
+        )
     if state.is_completed():
         record = state.result()
         if json_output:
@@ -84,6 +91,16 @@ def command(
     if isinstance(failure, SpectronBackupError):
         raise failure
     raise DrillFailed(None, [f"{type(failure).__name__}: {failure}"])
+
+
+def check_scratch_url(url: str, where: str) -> None:
+    """Refuse, before Prefect starts, a scratch URL the drill could never connect to (the
+    checks a connection makes before opening anything). Inside the flow the same mistake
+    would fail the drill run and post an alert."""
+    try:
+        check_url(url)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _show(record: dict[str, Any]) -> None:

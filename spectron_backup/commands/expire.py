@@ -12,6 +12,7 @@ from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
+from spectron_backup.discovery import require_selected
 from spectron_backup.durations import time_option
 from spectron_backup.sweep import sweep_clock
 
@@ -37,18 +38,22 @@ def command(
     json_output: JsonOutput = False,
 ) -> None:
     """Hard-delete memory past its valid_until or its per-scope TTL (see `retention check`)."""
-    load_config(config)  # one clear error (a bad retention rule too) before Prefect starts
+    settings = load_config(config)  # one clear error (a bad retention rule too) before Prefect
+    if context is not None:
+        require_selected(settings.source, context)
     # a bad or (for a real sweep) future time is refused before Prefect starts
     sweep_clock(time_option(now, "--now"), dry_run, datetime.now(UTC))
     from flows.expire import expire_sweep
+    from spectron_backup.commands.flow_console import flow_console
 
-    report = expire_sweep(
-        config_path=str(config) if config else None,
-        dry_run=dry_run,
-        context=context,
-        now=now,
-        force=force,
-    )
+    with flow_console():
+        report = expire_sweep(
+            config_path=str(config) if config else None,
+            dry_run=dry_run,
+            context=context,
+            now=now,
+            force=force,
+        )
     if json_output:
         print_json(report)
     else:

@@ -35,8 +35,10 @@ def command(
     # ... and a file target that does not exist (a typo), rather than "nothing to prune"
     open_target_store(settings.target, must_exist=True).close()
     from flows.prune import prune
+    from spectron_backup.commands.flow_console import flow_console
 
-    report = prune(config_path=str(config) if config else None, dry_run=dry_run, now=now)
+    with flow_console():
+        report = prune(config_path=str(config) if config else None, dry_run=dry_run, now=now)
     if json_output:
         print_json(report)
     else:
