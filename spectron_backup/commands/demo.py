@@ -72,6 +72,14 @@ def command(
 
     with flow_console():  # the tool's errors on one line, and a prompt Ctrl-C
         _pipeline(workdir, config_path)
+    err.print(
+        f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
+        f"  uv run spectron-backup list --config {config_path}\n"
+        f"  uv run spectron-backup backup --config {config_path}\n"
+        f"  uv run spectron-backup drill --config {config_path} --backup random\n"
+        f"  uv run spectron-backup expire --config {config_path} --dry-run\n"
+        f"  uv run spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
+    )
 
 
 def _pipeline(workdir: Path, config_path: Path) -> None:
@@ -137,11 +145,3 @@ def _pipeline(workdir: Path, config_path: Path) -> None:
                 " a real sweep needs --force",
                 soft_wrap=True,
             )
-    err.print(
-        f"\nbackups are in {workdir / 'backups'}; the configuration is {config_path}. Next:\n"
-        f"  uv run spectron-backup list --config {config_path}\n"
-        f"  uv run spectron-backup backup --config {config_path}\n"
-        f"  uv run spectron-backup drill --config {config_path} --backup random\n"
-        f"  uv run spectron-backup expire --config {config_path} --dry-run\n"
-        f"  uv run spectron-backup export --source surrealkv://{workdir / 'spectron'} --ns spectron --db metadata"
-    )
