@@ -38,6 +38,17 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def import_into(tmp_path: Path, dump: Path) -> str:
+    """`import` of `dump` into a new embedded store as acme/prod, which must succeed: its URL."""
+    restored = f"surrealkv://{tmp_path / 'restored'}"
+    result = run_cli(
+        "import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["failed"] == 0
+    return restored
+
+
 def test_export_to_file_then_import_gives_the_same_records(store: str, tmp_path: Path) -> None:
     dump = tmp_path / "acme.surql"
     result = run_cli(
@@ -50,12 +61,7 @@ def test_export_to_file_then_import_gives_the_same_records(store: str, tmp_path:
     assert dump.read_text().count("OPTION IMPORT;") == 1
     assert list(tmp_path.glob(".*tmp*")) == []
 
-    restored = f"surrealkv://{tmp_path / 'restored'}"
-    result = run_cli(
-        "import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json"
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["failed"] == 0
+    restored = import_into(tmp_path, dump)
     with connect(store) as a:
         a.use("acme", "prod")
         original = {
@@ -94,12 +100,7 @@ def test_export_to_a_zst_name_writes_zstd_that_import_restores(store: str, tmp_p
     assert text.decode().count("OPTION IMPORT;") == 1
     assert list(tmp_path.glob(".*tmp*")) == []
 
-    restored = f"surrealkv://{tmp_path / 'restored'}"
-    result = run_cli(
-        "import", "--target", restored, "--ns", "acme", "--db", "prod", str(dump), "--json"
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["failed"] == 0
+    restored = import_into(tmp_path, dump)
     assert records(restored, tables) == records(store, tables)
 
 
