@@ -28,7 +28,7 @@ def setup(workdir: str, scale: str) -> dict:
     source = f"surrealkv://{root / 'source'}"
     with connect(source) as conn:
         seeded = seed_instance(
-            conn, SeedPlan(contexts=1, scale=float(scale), seed=5), documents=documents.put_bytes
+            conn, SeedPlan(contexts=1, scale=float(scale), seed=5), documents=documents
         )
         manifest = backup_instance(conn, store, SourceConfig(url=source))
     return {

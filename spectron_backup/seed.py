@@ -1571,26 +1571,19 @@ def planned_contexts(plan: SeedPlan) -> list[ContextInfo]:
     return [context_info(i) for i in range(plan.contexts)]
 
 
-class DocumentStoreUnusable(UsageError):
-    """The document store failed its probe, before anything was written anywhere."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"document store {url} cannot be written: {reason}")
-        self.url = url
-        self.reason = reason
-
-
 def check_document_store(store: Store) -> None:
     """Write and delete a small probe object, so that a missing bucket, denied access or an
     unwritable directory is found before the SurrealDB is seeded, not after (a half-seeded
-    instance cannot be seeded again). Any failure is DocumentStoreUnusable (bad input: the
-    store is the operator's choice, and nothing has been written yet)."""
+    instance cannot be seeded again). Any failure is a UsageError naming the store by its
+    setting (bad input: the store is the operator's choice, and nothing is written yet)."""
     key = f"spectron-seed-probe-{secrets.token_hex(6)}"
     try:
         store.put_bytes(key, b"probe: written and deleted by spectron-backup seed\n")
         store.delete(key)
     except SpectronBackupError as exc:
-        raise DocumentStoreUnusable(store.url, str(exc)) from exc
+        raise UsageError(
+            f"{store.setting} {store.url} cannot be written, so nothing was seeded: {exc}"
+        ) from exc
 
 
 def seed_instance(

@@ -56,7 +56,7 @@ def make_origin(root: Path, plant: str | None = None) -> Origin:
     documents = open_store(f"file://{root / 'documents'}")
     store = open_store(f"file://{root / 'target'}")
     with connect(source) as conn:
-        seed_instance(conn, PLAN, documents=documents.put_bytes)
+        seed_instance(conn, PLAN, documents=documents)
         if plant:
             conn.use(*CONTEXT_DB.split("/"))
             conn.run(plant)

@@ -96,7 +96,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
     source = f"surrealkv://{root / 'spectron'}"
     documents = open_store(f"file://{root / 'documents'}")
     with connect(source) as conn:
-        seed_instance(conn, PLAN, documents=documents.put_bytes)
+        seed_instance(conn, PLAN, documents=documents)
     config = write_config(root, source, root / "target", root / "documents", [alice.public])
     state = backup(config_path=str(config), return_state=True)
     assert state.is_completed(), state.message

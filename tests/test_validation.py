@@ -52,7 +52,7 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
     result = seed_instance(
         conn,
         SeedPlan(contexts=1, scale=0.2, embedding_width=WIDTH, jobqueue=False),
-        documents=documents.put_bytes,
+        documents=documents,
     )
     yield Seeded(conn, result, documents)
     conn.close()

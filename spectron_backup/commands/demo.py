@@ -38,9 +38,9 @@ backups:
 def _seed(workdir: Path) -> None:
     from spectron_backup.seed import SeedPlan, seed_instance
 
-    documents = open_store(f"file://{workdir / 'documents'}")
+    documents = open_store(f"file://{workdir / 'documents'}", setting="documents")
     with connect(f"surrealkv://{workdir / 'spectron'}") as conn:
-        result = seed_instance(conn, SeedPlan(contexts=2, scale=1.0), documents=documents.put_bytes)
+        result = seed_instance(conn, SeedPlan(contexts=2, scale=1.0), documents=documents)
     err.print(
         f"seeded a Spectron instance: {len(result.contexts)} Contexts, {result.total_records:,} records, {result.documents} documents"
     )

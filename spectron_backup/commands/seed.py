@@ -17,7 +17,7 @@ from spectron_backup.commands.options import (
 )
 from spectron_backup.console import err, print_json
 from spectron_backup.errors import UsageError
-from spectron_backup.seed import DocumentStoreUnusable, SeedPlan, seed_instance
+from spectron_backup.seed import SeedPlan, seed_instance
 from spectron_backup.stores import Store, open_store
 from spectron_backup.surreal import connect
 
@@ -71,12 +71,7 @@ def command(
         raise UsageError("--documents-endpoint-url needs --documents s3://bucket[/prefix]")
     plan = SeedPlan(contexts=contexts, scale=scale, seed=seed, embedding_width=embedding_width)
     with connect(target, credentials(username, password, token)) as conn:
-        try:
-            result = seed_instance(conn, plan, documents=store)
-        except DocumentStoreUnusable as exc:
-            raise UsageError(
-                f"--documents {exc.url} cannot be written, so nothing was seeded: {exc.reason}"
-            ) from None
+        result = seed_instance(conn, plan, documents=store)
     if json_output:
         print_json(
             {

@@ -182,6 +182,8 @@ class Store(ABC):
 
     url: str
     """Display URL of the store's root: never contains a secret."""
+    setting: str = "target"
+    """What the operator calls this store's URL (`target`, `--documents`): messages name it."""
 
     def key_url(self, key: str) -> str:
         """Display URL of one object, for messages."""
