@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 
-import zstandard
-
 import spectron_backup
 from spectron_backup.config import Config, SourceConfig
 from spectron_backup.discovery import DatabaseRef, Discovery, discover
@@ -43,7 +41,7 @@ from spectron_backup.manifest import (
 )
 from spectron_backup.repository import DUMP_SUFFIX, Repository, object_key
 from spectron_backup.stores.base import Store
-from spectron_backup.streams import CountingWriter, HashingWriter
+from spectron_backup.streams import DEFAULT_ZSTD_LEVEL, CountingWriter, HashingWriter, zstd_writer
 from spectron_backup.surreal import Credentials, SurrealConnection, connect
 
 ProgressCallback = Callable[[str, int], None]
@@ -109,7 +107,7 @@ def backup_database(
     backup_id: str,
     ref: DatabaseRef,
     *,
-    compression_level: int = 3,
+    compression_level: int = DEFAULT_ZSTD_LEVEL,
     recipients: Sequence[str] = (),
     progress: ProgressCallback | None = None,
 ) -> DatabaseEntry:
@@ -130,15 +128,9 @@ def backup_database(
             stored: io.RawIOBase = hashed
             if encrypt_to:
                 stored = stages.enter_context(encrypting_writer(hashed, encrypt_to))
-            compressor = zstandard.ZstdCompressor(
-                level=compression_level, threads=-1, write_checksum=True
-            )
-            with compressor.stream_writer(stored, closefd=False) as compressed:
-                raw = CountingWriter(compressed)
-                buffered = io.BufferedWriter(raw, 1 << 20)
-                with source as conn:
-                    summary = export_database(conn, ref.ns, ref.db, buffered, progress=progress)
-                buffered.flush()
+            with zstd_writer(stored, compression_level) as plain, source as conn:
+                summary = export_database(conn, ref.ns, ref.db, plain, progress=progress)
+            raw: CountingWriter = plain.raw  # type: ignore[assignment]
             stages.close()  # the last encrypted chunk, before the digest is read
             sink.metadata["sha256"] = hashed.hexdigest()
             sink.metadata["raw-bytes"] = str(raw.bytes)
@@ -275,7 +267,7 @@ def backup_instance(
     source: SourceConfig,
     *,
     tiers: list[Tier] | None = None,
-    compression_level: int = 3,
+    compression_level: int = DEFAULT_ZSTD_LEVEL,
     recipients: Sequence[str] = (),
     started_at: datetime | None = None,
 ) -> Manifest:

@@ -38,6 +38,7 @@ from spectron_backup.encryption import (
 )
 from spectron_backup.errors import UsageError
 from spectron_backup.policies import PolicySet, parse_policies, policy_problems
+from spectron_backup.streams import DEFAULT_ZSTD_LEVEL
 from spectron_backup.urls import redact_url
 
 CONFIG_ENV = "SPECTRON_BACKUP_CONFIG"
@@ -162,7 +163,7 @@ class KeepConfig(_Section):
 
 class BackupsConfig(_Section):
     parallelism: int = Field(4, ge=1, le=64)
-    compression_level: int = Field(3, ge=1, le=22)
+    compression_level: int = Field(DEFAULT_ZSTD_LEVEL, ge=1, le=22)
     #: retries of a database's backup after a transient fault, with exponential backoff
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: float = Field(10, ge=0)

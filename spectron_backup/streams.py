@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
+
+import zstandard
+
+#: zstd level of the dumps this tool compresses (`backups.compression_level`, `export -o *.zst`)
+DEFAULT_ZSTD_LEVEL = 3
 
 
 class HashingWriter(io.RawIOBase):
@@ -44,3 +51,15 @@ class CountingWriter(io.RawIOBase):
         n = len(data)
         self.bytes += n
         return n
+
+
+@contextmanager
+def zstd_writer(sink: IO[bytes], level: int = DEFAULT_ZSTD_LEVEL) -> Iterator[io.BufferedWriter]:
+    """One zstd frame into `sink` (compressed on all cores, with its checksum, so `zstd -d`
+    verifies it), written through a 1 MiB buffer whose `.raw.bytes` counts the plain bytes.
+    The frame ends with the block; `sink` stays open."""
+    compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+    with compressor.stream_writer(sink, closefd=False) as compressed:
+        buffered = io.BufferedWriter(CountingWriter(compressed), 1 << 20)
+        yield buffered
+        buffered.flush()

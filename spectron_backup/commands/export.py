@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import typer
-import zstandard
 
 from spectron_backup.atomic import atomic_binary_writer
 from spectron_backup.commands.options import (
@@ -27,11 +25,8 @@ from spectron_backup.commands.options import (
 from spectron_backup.console import err, print_json, progress_bar
 from spectron_backup.dump.export import ExportSummary, export_database
 from spectron_backup.errors import UsageError
-from spectron_backup.streams import CountingWriter
+from spectron_backup.streams import zstd_writer
 from spectron_backup.surreal import connect
-
-#: the compression of a backup's dumps (spectron_backup.backup): `zstd -d` and import read it
-ZSTD_LEVEL = 3
 
 
 @reports_errors
@@ -98,13 +93,8 @@ def dump_file(path: Path) -> Iterator[IO[bytes]]:
         if not path.name.lower().endswith(".zst"):
             yield out
             return
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
-        with compressor.stream_writer(out, closefd=False) as compressed:
-            buffered = io.BufferedWriter(CountingWriter(compressed), 1 << 20)
-            try:
-                yield buffered
-            finally:
-                buffered.close()  # into the compressor while it is open, also on failure
+        with zstd_writer(out) as plain:
+            yield plain
 
 
 def _report(summary: ExportSummary, output: str) -> None:
