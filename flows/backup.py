@@ -75,17 +75,17 @@ def backup(
             )
             for ref in found.databases
         ]
-        entries, failures = [], []
+        results, failures = [], []
         for ref, future in zip(found.databases, futures, strict=True):
             future.wait()
             if future.state.is_completed():
-                entries.append(future.result())
+                results.append(future.result())
             else:
                 cause = _cause(future)
                 failures.append(cause if cause.startswith(ref.name) else f"{ref.name}: {cause}")
         if failures:
             raise BackupFailed(backup_id, failures)
-        manifest = build_manifest(backup_id, started_at, tiers, engine, source, found, entries)
+        manifest = build_manifest(backup_id, started_at, tiers, engine, source, found, results)
         write_manifest(store, manifest)
     except Exception as exc:
         emit_spectron_event(
@@ -110,7 +110,7 @@ def backup(
     logger.info(
         "backup %s complete: %d databases, %.1f MB stored",
         backup_id,
-        len(entries),
+        len(manifest.databases),
         manifest.bytes / 1e6,
     )
     return {
@@ -118,7 +118,8 @@ def backup(
         "pruned": [d["backup_id"] for d in pruned["decisions"] if d["action"] == "delete"],
         "seconds": round(seconds, 3),
         "target": store.url,
-        "missing_contexts": [m.context for m in found.missing],
+        "missing_contexts": [m.context for m in manifest.missing_contexts],
+        "missing": [m.model_dump() for m in manifest.missing_contexts],
         "warnings": found.unknown,
     }
 

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import spectron_backup
@@ -28,7 +29,7 @@ from spectron_backup.encryption import (
     normalize_recipient,
     parse_recipients,
 )
-from spectron_backup.errors import OperationFailed, SpectronBackupError
+from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.keyed_hashes import PLAIN, HashKey
 from spectron_backup.manifest import (
     DatabaseEntry,
@@ -42,7 +43,7 @@ from spectron_backup.manifest import (
 from spectron_backup.repository import DUMP_SUFFIX, Repository, object_key
 from spectron_backup.stores.base import Store
 from spectron_backup.streams import DEFAULT_ZSTD_LEVEL, CountingWriter, HashingWriter, zstd_writer
-from spectron_backup.surreal import Credentials, SurrealConnection, connect
+from spectron_backup.surreal import Credentials, DatabaseNotFound, SurrealConnection, connect
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -101,6 +102,23 @@ class SourceConnections:
             self._shared = None
 
 
+@dataclass(frozen=True)
+class RemovedDuringBackup:
+    """A Context's database that existed at discovery and was gone when its export began: the
+    Context was deleted while the backup ran. That is not a failed backup (a rerun would
+    succeed without it): the Context is recorded in the manifest's `missing_contexts`, as one
+    whose database is missing at discovery is, and reported."""
+
+    ref: DatabaseRef
+
+    REASON = "database removed during the backup (after discovery)"
+
+    @property
+    def message(self) -> str:
+        contexts = ", ".join([self.ref.context or "", *self.ref.shared_with])
+        return f"Context {contexts}: {self.ref.name} was removed during the backup; not backed up"
+
+
 def backup_database(
     source: AbstractContextManager[SurrealConnection],
     store: Store,
@@ -110,9 +128,11 @@ def backup_database(
     compression_level: int = DEFAULT_ZSTD_LEVEL,
     recipients: Sequence[str] = (),
     progress: ProgressCallback | None = None,
-) -> DatabaseEntry:
+) -> DatabaseEntry | RemovedDuringBackup:
     """Export one database straight into a compressed, checksummed object in the store;
     with `recipients` (age or SSH public keys) the compressed dump is encrypted to them.
+    A Context database removed since discovery leaves no object and gives
+    `RemovedDuringBackup`; a control-plane database that is gone is an error.
 
     `source` is entered for the export only (`SourceConnections.exclusive()`, or
     `nullcontext(conn)`): the last compressed bytes, the last parts and the store's completion
@@ -136,6 +156,10 @@ def backup_database(
             sink.metadata["raw-bytes"] = str(raw.bytes)
             if encrypt_to:
                 sink.metadata["encryption"] = AGE_FORMAT
+    except DatabaseNotFound as exc:  # the store's writer has dropped what it had written
+        if ref.role == "context":
+            return RemovedDuringBackup(ref)
+        raise UsageError(f"{ref.name}: {exc}") from exc
     except SpectronBackupError as exc:
         raise type(exc)(f"{ref.name}: {exc}") from exc
     return DatabaseEntry(
@@ -244,8 +268,16 @@ def build_manifest(
     engine_version: str,
     source: str,
     found: Discovery,
-    entries: list[DatabaseEntry],
+    results: Sequence[DatabaseEntry | RemovedDuringBackup],
 ) -> Manifest:
+    """The manifest of the databases backed up; Contexts whose database was missing at
+    discovery, or removed during the backup, go to `missing_contexts` with the reason."""
+    removed = [
+        MissingContext(context=context, ns=r.ref.ns, db=r.ref.db, reason=r.REASON)
+        for r in results
+        if isinstance(r, RemovedDuringBackup)
+        for context in (r.ref.context or "", *r.ref.shared_with)
+    ]
     return Manifest(
         backup_id=backup_id,
         started_at=rfc3339(started_at),
@@ -254,9 +286,10 @@ def build_manifest(
         tool_version=spectron_backup.__version__,
         engine_version=engine_version,
         source=source,
-        databases=entries,
+        databases=[r for r in results if isinstance(r, DatabaseEntry)],
         missing_contexts=[
-            MissingContext(context=m.context or "", ns=m.ns, db=m.db) for m in found.missing
+            *(MissingContext(context=m.context or "", ns=m.ns, db=m.db) for m in found.missing),
+            *removed,
         ],
     )
 
@@ -277,7 +310,7 @@ def backup_instance(
     started_at = started_at or datetime.now(UTC)
     found = discover(conn, source)
     backup_id = new_backup_id(started_at)
-    entries = [
+    results = [
         backup_database(
             nullcontext(conn),
             store,
@@ -295,7 +328,7 @@ def backup_instance(
         conn.engine_version(),
         conn.display_url,
         found,
-        entries,
+        results,
     )
     write_checked_manifest(store, manifest)
     return manifest

@@ -54,6 +54,17 @@ class AccessRefused(UsageError):
 _CANCELLED = "not executed due to a failed transaction"
 
 
+class DatabaseNotFound(UsageError):
+    """The namespace or database to read does not exist (`SurrealConnection.use_existing`)."""
+
+    def __init__(self, message: str, namespace: str, database: str) -> None:
+        super().__init__(message)
+        self.namespace, self.database = namespace, database
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.namespace, self.database)
+
+
 class StatementError(OperationFailed):
     """A SurrealQL statement returned an error."""
 
@@ -361,11 +372,15 @@ class SurrealConnection:
     def use_existing(self, namespace: str, database: str) -> None:
         """Select a database that must exist, with an error that names what is missing."""
         if namespace not in self.namespaces():
-            raise UsageError(f"namespace {namespace!r} does not exist on {self.display_url}")
+            raise DatabaseNotFound(
+                f"namespace {namespace!r} does not exist on {self.display_url}", namespace, database
+            )
         if database not in self.databases(namespace):
-            raise UsageError(
+            raise DatabaseNotFound(
                 f"database {database!r} does not exist in namespace {namespace!r} "
-                f"on {self.display_url}"
+                f"on {self.display_url}",
+                namespace,
+                database,
             )
         self.use(namespace, database)
 

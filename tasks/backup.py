@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from spectron_backup.backup import (
+    RemovedDuringBackup,
     SourceConnections,
     backup_database,
     choose_tiers,
@@ -62,7 +63,7 @@ def backup_database_task(
     ref: DatabaseRef,
     compression_level: int,
     recipients: list[str] | None = None,
-) -> DatabaseEntry:
+) -> DatabaseEntry | RemovedDuringBackup:
     logger = get_run_logger()
     entry = backup_database(
         connections.exclusive(),
@@ -72,6 +73,9 @@ def backup_database_task(
         compression_level=compression_level,
         recipients=recipients or [],
     )
+    if isinstance(entry, RemovedDuringBackup):
+        logger.warning(entry.message)
+        return entry
     logger.info(
         "%s: %d records, %.1f MB -> %.1f MB%s in %.1fs, sha256 %s",
         ref.name,
@@ -133,9 +137,11 @@ def publish_backup_report(
             else "none (no `encryption.recipients` configured)"
         ),
     ]
-    if found.missing:
-        lines += ["", "## Contexts whose database does not exist (not backed up)", ""]
-        lines += [f"- `{m.context}` -> `{m.ns}/{m.db}`" for m in found.missing]
+    if manifest.missing_contexts:
+        lines += ["", "## Contexts not backed up", ""]
+        lines += [
+            f"- `{m.context}` -> `{m.ns}/{m.db}`: {m.reason}" for m in manifest.missing_contexts
+        ]
     warnings = [*found.unknown, *(w for d in manifest.databases for w in d.warnings)]
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]

@@ -249,6 +249,12 @@ def test_cli_backup_then_list(source: str, tmp_path: Path, cli_with_prefect) -> 
         f"backup {backup_id} is damaged: backups/{backup_id}/spectron/metadata.surql.zst is missing"
     )
     assert run_cli("list", "--config", str(config)).returncode == 0
+    human = cli_with_prefect("backup", "--config", str(config))
+    assert human.returncode == 0, human.stderr
+    assert (
+        "warning: Context ghost-ctx: ctx_ghost/gone: database does not exist; not backed up"
+        in human.stderr
+    )
 
 
 def test_dump_inside_a_backup_is_a_plain_surreal_export_dump(source: str, tmp_path: Path) -> None:
@@ -475,3 +481,60 @@ def test_no_manifest_for_objects_that_are_not_as_written(tmp_path: Path, source:
     assert f"{replaced.key} carries another sha256" in str(failed.value)
     assert not store.exists(manifest_key(backup_id))
     assert Repository(store).intact_backups() == []
+
+
+def test_a_context_deleted_while_the_backup_runs_is_recorded_as_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Context's database exists at discovery and is gone when its export begins (the
+    Context was deleted meanwhile): the backup completes, and the manifest names it."""
+    import tasks.backup
+
+    url = f"surrealkv://{tmp_path / 'store'}"
+    with connect(url) as conn:
+        seed_instance(conn, SeedPlan(contexts=2, scale=0.05, seed=5, embedding_width=8))
+    real_discover = tasks.backup.discover
+
+    def discover_then_delete_a_context(conn, source_config):  # the race, caused for real
+        found = real_discover(conn, source_config)
+        doomed = next(r for r in found.databases if r.role == "context")
+        conn.use(doomed.ns, doomed.db)
+        conn.run(f"REMOVE DATABASE {doomed.db}")
+        discover_then_delete_a_context.doomed = doomed
+        return found
+
+    monkeypatch.setattr(tasks.backup, "discover", discover_then_delete_a_context)
+    target = tmp_path / "target"
+    result = backup(config_path=str(write_config(tmp_path, url, f"file://{target}")))
+    doomed = discover_then_delete_a_context.doomed
+    assert result["missing"] == [
+        {
+            "context": doomed.context,
+            "ns": doomed.ns,
+            "db": doomed.db,
+            "reason": "database removed during the backup (after discovery)",
+        }
+    ]
+    [entry] = Repository(open_store(f"file://{target}")).backups()
+    assert entry.complete and entry.manifest is not None
+    assert doomed.name not in [f"{d.ns}/{d.db}" for d in entry.manifest.databases]
+    assert [m.context for m in entry.manifest.missing_contexts] == [doomed.context]
+    # nothing of it was left in the store, not even a temporary file
+    leftovers = [p.name for p in target.rglob("*") if p.is_file() and doomed.db in p.name]
+    assert leftovers == []
+    assert len(entry.manifest.databases) == 3  # control plane, job queue, the other Context
+
+
+def test_a_control_plane_database_that_is_gone_fails_its_backup(tmp_path: Path) -> None:
+    from spectron_backup.discovery import DatabaseRef
+
+    store = open_store(f"file://{tmp_path / 'target'}")
+    with connect("mem://") as conn, pytest.raises(UsageError) as gone:
+        backup_database(
+            nullcontext(conn),
+            store,
+            new_backup_id(),
+            DatabaseRef("spectron", "metadata", "control"),
+        )
+    assert str(gone.value).startswith("spectron/metadata: namespace 'spectron' does not exist")
+    assert list((tmp_path / "target").rglob("*.zst*")) == []

@@ -44,7 +44,9 @@ def command(
     )
     for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
-    for context in result["missing_contexts"]:
+    for missing in result["missing"]:
         err.print(
-            f"[yellow]warning:[/] Context {context}: its database does not exist; not backed up"
+            f"[yellow]warning:[/] Context {missing['context']}: {missing['ns']}/{missing['db']}: "
+            f"{missing['reason']}; not backed up",
+            soft_wrap=True,
         )
