@@ -254,6 +254,8 @@ class SurrealConnection:
     def use(self, namespace: str, database: str) -> None:
         if self._engine is not None:
             self._engine.use(namespace, database)
+        elif self._db is None:
+            raise self.closed_error()
         else:
             self._db.use(namespace, database)
 
@@ -271,6 +273,8 @@ class SurrealConnection:
             if txn is not None:
                 raise ValueError("no transactions on an embedded store's async handle")
             return self._engine.submit(self, sql, vars).result()
+        if self._db is None:
+            raise self.closed_error()
         try:
             response = (
                 self._db.query_raw(sql, vars or {}, txn_id=txn)
@@ -280,6 +284,13 @@ class SurrealConnection:
         except SurrealError as exc:
             raise self._engine_error(exc) from None
         return self._results(response)
+
+    def closed_error(self) -> OperationFailed:
+        """For a query asked of (or waiting on) a connection that was closed meanwhile: a run
+        stopping (Ctrl-C, a failed flow) closes its connections while other work unwinds."""
+        return OperationFailed(
+            f"the connection to SurrealDB at {self.display_url} was closed; the query did not run"
+        )
 
     def _engine_error(self, exc: Exception) -> UsageError | OperationFailed:
         from surrealdb.errors import NotAllowedError
@@ -454,6 +465,7 @@ class _AsyncEngine:
         )
         self.thread.start()
         self.db: Any = None
+        self.closed = False
         try:
             self.db = AsyncSurreal(url)
             self._call(self.db.connect())
@@ -467,6 +479,8 @@ class _AsyncEngine:
     def submit(
         self, conn: SurrealConnection, sql: str, vars: dict[str, Any] | None = None
     ) -> Future[list[dict[str, Any]]]:
+        if self.closed:
+            raise conn.closed_error()
         return asyncio.run_coroutine_threadsafe(self._query(conn, sql, vars or {}), self.loop)
 
     def use(self, namespace: str, database: str) -> None:
@@ -482,14 +496,26 @@ class _AsyncEngine:
 
         try:
             response = await self.db.query_raw(sql, vars)
+        except asyncio.CancelledError:  # only `close` cancels: the waiter gets a clear error
+            raise conn.closed_error() from None
         except SurrealError as exc:
             raise conn._engine_error(exc) from None
         return conn._results(response)
 
+    async def _shut_down(self) -> None:
+        """Fail the queries still waiting (else their callers wait forever on a stopped
+        loop), then close the engine."""
+        waiting = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await self.db.close()
+
     def close(self) -> None:
+        self.closed = True
         try:
             if self.db is not None:
-                self._call(self.db.close())
+                self._call(self._shut_down())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join()
