@@ -49,15 +49,18 @@ def backup(
     started = time.perf_counter()
     backup_id = new_backup_id(started_at)
     connections = SourceConnections(config)
+    # The operator's retries for the steps that read the source: a server restarting or a
+    # connection reset is retried, at discovery as in a database's export.
+    retrying: dict[str, Any] = {
+        "retries": config.backups.retries,
+        "retry_delay_seconds": exponential_backoff(
+            backoff_factor=config.backups.retry_delay_seconds
+        ),
+    }
     try:
-        found, engine, source = discover_databases(connections, config)
+        found, engine, source = discover_databases.with_options(**retrying)(connections, config)
         tiers = choose_backup_tiers(store, started_at, None if tier == "auto" else tier)
-        backup_one = backup_database_task.with_options(
-            retries=config.backups.retries,
-            retry_delay_seconds=exponential_backoff(
-                backoff_factor=config.backups.retry_delay_seconds
-            ),
-        )
+        backup_one = backup_database_task.with_options(**retrying)
         recipients = config.encryption.recipients
         if config.encryption.identity is not None:
             logger.warning(

@@ -55,6 +55,12 @@ def source_credentials(config: Config) -> Credentials:
     )
 
 
+def check_source(config: Config) -> None:
+    """Open and close the source once: an unreachable server, a missing embedded store or
+    refused credentials are told before a flow starts (which would retry the first)."""
+    connect(config.source.url, source_credentials(config), must_exist=True).close()
+
+
 class SourceConnections:
     """Connections to the source for concurrent database exports.
 

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
-from spectron_backup.errors import OperationFailed, UsageError
+from spectron_backup.errors import OperationFailed, ServerUnreachable, UsageError
 from spectron_backup.large_allocations import mmap_large_allocations
 from spectron_backup.urls import redact_url
 
@@ -72,6 +72,13 @@ class StatementError(OperationFailed):
         super().__init__(message)
         self.message = message
         self.statement_index = statement_index
+
+
+class ConnectionLost(OperationFailed):
+    """The server stopped answering in the middle of the work (a reset connection, a timeout,
+    an HTTP 5xx): the flows retry the step."""
+
+    transient = True
 
 
 class QueryRejected(OperationFailed):
@@ -125,6 +132,9 @@ def embedded_path(url: str) -> str | None:
 def surreal_identifier(name: str) -> str:
     """Quote a table/namespace/database name as SurrealQL accepts it everywhere."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+_CHECK_SERVER = " (check the URL, and that the server is up)"
 
 
 class SurrealConnection:
@@ -189,12 +199,16 @@ class SurrealConnection:
         except SurrealError as exc:
             raise self._open_error(exc) from None
         except OSError as exc:
-            raise UsageError(f"cannot reach SurrealDB at {self.display_url}: {exc}") from None
+            raise ServerUnreachable(
+                f"cannot reach SurrealDB at {self.display_url}: {exc}{_CHECK_SERVER}"
+            ) from None
         self._db = db
         if not self.is_embedded:
             self._sign_in()
 
     def _open_error(self, exc: Exception) -> UsageError:
+        from surrealdb.errors import ConnectionUnavailableError, TransportTimeoutError
+
         text = str(exc)
         if "already locked" in text:
             return UsageError(
@@ -203,6 +217,10 @@ class SurrealConnection:
                 "the SurrealDB server that serves it"
             )
         text = text.replace(self.url, self.display_url)
+        if isinstance(exc, ConnectionUnavailableError | TransportTimeoutError):
+            return ServerUnreachable(
+                f"cannot reach SurrealDB at {self.display_url}: {text}{_CHECK_SERVER}"
+            )
         return UsageError(f"cannot open SurrealDB at {self.display_url}: {text}")
 
     def _sign_in(self) -> None:
@@ -293,13 +311,17 @@ class SurrealConnection:
         )
 
     def _engine_error(self, exc: Exception) -> UsageError | OperationFailed:
-        from surrealdb.errors import NotAllowedError
+        from surrealdb.errors import HttpStatusError, NotAllowedError, TransportError
 
-        if isinstance(exc, NotAllowedError) or getattr(exc, "status", None) in (401, 403):
+        status = getattr(exc, "status", None)
+        if isinstance(exc, NotAllowedError) or status in (401, 403):
             return self._not_allowed(str(exc))
-        return OperationFailed(
-            f"SurrealDB at {self.display_url}: {_scrub(str(exc), self.credentials)}"
-        )
+        text = f"SurrealDB at {self.display_url}: {_scrub(str(exc), self.credentials)}"
+        if isinstance(exc, TransportError) and not (
+            isinstance(exc, HttpStatusError) and exc.status < 500
+        ):
+            return ConnectionLost(text)
+        return OperationFailed(text)
 
     def _results(self, response: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in response:

@@ -7,15 +7,17 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from spectron_backup.errors import UsageError
-from spectron_backup.stores.base import TransientStoreError
+from spectron_backup.errors import SpectronBackupError, UsageError
 
-TRANSIENT = (TransientStoreError, ConnectionError, TimeoutError)
+#: faults from outside the tool's own errors (which say so in `transient`)
+TRANSIENT = (ConnectionError, TimeoutError)
 
 
 def is_transient(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
+        if isinstance(exc, SpectronBackupError) and exc.transient:
+            return True
         if isinstance(exc, UsageError):
             return False
         if isinstance(exc, TRANSIENT):

@@ -189,6 +189,26 @@ def test_wrong_bucket_is_a_usage_error(
         backup(config_path=str(config))
 
 
+def test_an_unreachable_source_is_retried_by_the_flow(tmp_path: Path) -> None:
+    """A scheduled run retries a source that does not answer (a server restarting), with the
+    configured retries (here 1): the discovery runs twice, then the run fails, naming it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    config = write_config(tmp_path, f"ws://127.0.0.1:{closed_port()}", f"file://{tmp_path / 't'}")
+    state = backup(config_path=str(config), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(UsageError, match="cannot reach SurrealDB at ws://"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert [(r.name.split("-")[0], r.run_count) for r in runs] == [("discover", 2)]
+
+
 @pytest.mark.parametrize("what", ["unreachable source", "wrong bucket", "bad config"])
 def test_cli_backup_errors_are_one_line_with_exit_2(
     source: str, tmp_path: Path, s3_server: str, s3_bucket: str, what: str, cli_with_prefect
@@ -197,7 +217,7 @@ def test_cli_backup_errors_are_one_line_with_exit_2(
         config = write_config(
             tmp_path, f"ws://127.0.0.1:{closed_port()}", f"file://{tmp_path / 't'}"
         )
-        expected = "cannot"
+        expected = "cannot reach SurrealDB"
     elif what == "wrong bucket":
         config = write_config(
             tmp_path,

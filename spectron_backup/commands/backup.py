@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from spectron_backup.backup import check_source
 from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
@@ -27,7 +28,9 @@ def command(
     """Back up every database of the Spectron instance (through the Prefect flow `backup`)."""
     if tier not in ("auto", "daily", "weekly"):
         raise typer.BadParameter(f"{tier!r}: use auto, daily or weekly", param_hint="--tier")
-    load_config(config)  # one clear error before Prefect starts
+    settings = load_config(config)  # one clear error before Prefect starts
+    # An unreachable source is retried by the flow (a server restarting); told at once here.
+    check_source(settings)
     from flows.backup import backup
     from spectron_backup.commands.flow_console import flow_console
 

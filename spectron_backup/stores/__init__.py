@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from spectron_backup.errors import UsageError
 from spectron_backup.stores.base import (
+    EndpointUnreachable,
     InvalidKey,
     ObjectInfo,
     ObjectNotFound,
@@ -28,6 +29,7 @@ from spectron_backup.stores.s3 import PendingUpload, S3Store
 from spectron_backup.urls import redact_url
 
 __all__ = [
+    "EndpointUnreachable",
     "FileStore",
     "InvalidKey",
     "ObjectInfo",

@@ -32,6 +32,7 @@ from spectron_backup.errors import OperationFailed, UsageError
 
 __all__ = [
     "METADATA_SUFFIX",
+    "EndpointUnreachable",
     "InvalidKey",
     "ObjectInfo",
     "ObjectNotFound",
@@ -63,6 +64,16 @@ class TransientStoreError(StoreError):
     """A failure that may pass if retried: connection reset or refused, timeout, S3 5xx,
     throttling (SlowDown). The store has already retried a few times; callers may retry the
     whole operation (for example a whole upload) later."""
+
+    transient = True
+
+
+class EndpointUnreachable(TransientStoreError):
+    """No connection to the store's endpoint could be made (refused, unknown host, connect
+    timeout): exit status 2 on the command line, like an unreachable SurrealDB, since the
+    operator must check the address or the server; retried by scheduled runs all the same."""
+
+    exit_code = 2
 
 
 class ObjectNotFound(StoreError):

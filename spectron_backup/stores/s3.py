@@ -51,7 +51,9 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     CredentialRetrievalError,
+    EndpointConnectionError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
@@ -65,6 +67,7 @@ from botocore.exceptions import (
 
 from spectron_backup.errors import UsageError
 from spectron_backup.stores.base import (
+    EndpointUnreachable,
     ObjectInfo,
     ObjectNotFound,
     ObjectWriter,
@@ -281,6 +284,16 @@ class S3Store(Store):
                 f"TLS failure talking to {redact_url(self.endpoint_url or 'S3')} for bucket "
                 f"{self.bucket}: "
                 "check endpoint_url and AWS_CA_BUNDLE"
+            )
+        if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+            check = (
+                f"check {self.setting}.endpoint_url and that the server is up"
+                if self.endpoint_url
+                else f"check {self.setting}.region and the network"
+            )
+            return EndpointUnreachable(
+                f"{subject}: {what} failed: cannot connect{self._where()}: "
+                f"{redact_text(str(exc))}; {check}"
             )
         if isinstance(exc, _STREAM_ERRORS):
             return TransientStoreError(

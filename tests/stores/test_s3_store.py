@@ -12,6 +12,7 @@ import pytest
 
 from spectron_backup.errors import UsageError
 from spectron_backup.stores import (
+    EndpointUnreachable,
     ObjectNotFound,
     PendingUpload,
     S3Store,
@@ -250,16 +251,22 @@ def test_server_errors_are_transient_after_retries(
     assert len(seen) == 2  # botocore retried once (max_attempts=2)
 
 
-def test_connection_refused_is_transient(fake_credentials):
+def test_connection_refused_is_transient_and_names_the_endpoint_setting(fake_credentials):
+    """Retried by the flows (a server restarting); on the command line exit status 2, like an
+    unreachable SurrealDB: the operator checks the address."""
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = open_store(
         "s3://my-backups/prod", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=2
     )
-    with pytest.raises(TransientStoreError, match="connection problem"):
+    with pytest.raises(EndpointUnreachable) as refused:
         store.put_bytes("k", b"x")
-    with pytest.raises(TransientStoreError):
+    assert isinstance(refused.value, TransientStoreError) and refused.value.transient
+    assert refused.value.exit_code == 2
+    assert f"cannot connect at http://127.0.0.1:{port}" in str(refused.value)
+    assert str(refused.value).endswith("check target.endpoint_url and that the server is up")
+    with pytest.raises(EndpointUnreachable):
         store.head("k")
 
 
