@@ -118,7 +118,7 @@ def backup(
     )
     return {
         **manifest.summary(),
-        "pruned": [d["backup_id"] for d in pruned["decisions"] if d["action"] == "delete"],
+        "pruned": list(pruned["deleted"]),
         "seconds": round(seconds, 3),
         "target": store.url,
         "missing_contexts": [m.context for m in manifest.missing_contexts],

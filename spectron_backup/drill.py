@@ -8,7 +8,10 @@ write_drill_record(repo, report)        # backups/<id>/drills/<YYYYMMDDTHHMMSSZ>
 The scratch store is a temporary embedded store (`surrealkv://` in a new temporary directory,
 removed afterwards) or, with `scratch_url`, a SurrealDB server into which every database is
 restored under a uniquely prefixed namespace (`drill_<6 hex>_<ns>`), removed afterwards. The
-scratch is cleaned up also when the drill fails or raises, unless `keep_scratch`.
+scratch is cleaned up also when the drill fails or raises, unless `keep_scratch`. The backup
+is leased (spectron_backup.leases) from the start of its restore until its validation ends,
+so that a prune running meanwhile leaves it whole; a lease that cannot be written is one of
+the report's `warnings`, never a failure.
 
 A problem with the backup itself (an object that is missing, cannot be read, fails its
 sha256 or does not import) is a failed check of the report, never an exception: a drill
@@ -32,6 +35,7 @@ from spectron_backup.config import DocumentsConfig, DrillConfig
 from spectron_backup.encryption import AgeAuthenticationFailed, Identity, IdentityMismatch
 from spectron_backup.errors import OperationFailed, SpectronBackupError, UsageError
 from spectron_backup.keyed_hashes import PLAIN, HashKey, HashKeyRefused
+from spectron_backup.leases import BackupGone, hold_lease
 from spectron_backup.manifest import BACKUP_ID, DatabaseEntry, Manifest, backup_time, rfc3339
 from spectron_backup.repository import BackupEntry, Repository, newest_backup, why_not_latest
 from spectron_backup.restore import ChecksumMismatch, identity_problem, restore_database
@@ -222,6 +226,8 @@ class DrillReport:
     checks: list[CheckResult] = field(default_factory=list)
     #: where the scratch store was left when kept for debugging
     kept_scratch: str | None = None
+    #: what did not stop the drill but should be known: its lease could not be written...
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -278,6 +284,7 @@ class DrillReport:
             "databases": [d.to_json() for d in self.databases],
             "checks": [c.to_json() for c in self.checks],
             "failures": self.failures,
+            "warnings": list(self.warnings),
         }
 
 
@@ -447,7 +454,8 @@ def run_drill(
     temporary directory). `identities` decrypt an encrypted backup; when they cannot (none
     given, or none of the backup's recipients) the drill fails with that reason, naming
     the recipients, and restores nothing. `scratch_credentials` sign in to a scratch server
-    (a refusal is a UsageError naming the server, never the secret).
+    (a refusal is a UsageError naming the server, never the secret). A backup that a prune
+    deleted since it was chosen is a DrillFailed.
     """
     started_at = now or datetime.now(UTC)
     report = DrillReport(
@@ -470,6 +478,42 @@ def run_drill(
         ]
         report.finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
         return report
+    # Leased until its validation ends, so that a prune running meanwhile leaves it whole.
+    try:
+        with hold_lease(Repository(store), manifest.backup_id, "drill") as lease:
+            report.warnings = lease.warnings  # the refresher may add to them meanwhile
+            _restore_and_validate(
+                report,
+                store,
+                manifest,
+                scratch_url=scratch_url,
+                documents=documents,
+                keep_scratch=keep_scratch,
+                scratch_root=scratch_root,
+                identities=identities,
+                scratch_credentials=scratch_credentials,
+            )
+    except BackupGone as exc:  # pruned between its choice and the lease
+        raise DrillFailed(manifest.backup_id, [str(exc)]) from None
+    # Wall time, measured on a monotonic clock, from the chosen start.
+    report.finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+    return report
+
+
+def _restore_and_validate(
+    report: DrillReport,
+    store: Store,
+    manifest: Manifest,
+    *,
+    scratch_url: str | None,
+    documents: Store | None,
+    keep_scratch: bool,
+    scratch_root: str | None,
+    identities: Sequence[Identity],
+    scratch_credentials: Credentials | None,
+) -> None:
+    """`run_drill`'s restore of every database into the scratch and its validation, into
+    `report`; the scratch is cleaned up (also on failure) unless `keep_scratch`."""
     from spectron_backup.validation import import_great_expectations_meanwhile
 
     import_great_expectations_meanwhile()  # the validation's, while downloads and imports run
@@ -522,9 +566,6 @@ def run_drill(
                     raise
                 # the cause of the drill's failure stays the error; the clean-up's follows it
                 failure.add_note(str(cleanup))
-    # Wall time, measured on a monotonic clock, from the chosen start.
-    report.finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
-    return report
 
 
 def _clean_up(conn: SurrealConnection | None, directory: str | None, namespaces: list[str]) -> None:

@@ -8,7 +8,11 @@ incomplete_grace`, 24 hours by default):
   first). Their age is that of their NEWEST object, not the time in the id: a slow backup is
   still writing long after it started, and must not lose its first objects before its
   manifest is written. On S3 a multipart upload still pending inside the folder also counts
-  as activity (a large database may take hours to upload and appears only at the end);
+  as activity (a large database may take hours to upload and appears only at the end). Leases
+  (`leases/`, spectron_backup.leases) are no activity and no protection here: a restore or a
+  drill reads only complete backups (its holder re-checks the manifest after leasing), and a
+  holder that keeps refreshing must not keep garbage forever. A folder holding nothing but
+  leases (a holder that died after a prune took the rest) is aged by its newest lease;
 * writes that never finished and have not written for longer than the grace period: on S3,
   multipart uploads under the store's prefix never completed or aborted (their parts are
   billed, invisible in listings), aged by their newest part; in a file store, the temporary
@@ -97,18 +101,20 @@ def incomplete_garbage(
             activity[backup_id] = max(activity.get(backup_id, upload.active_at), upload.active_at)
     found = []
     for entry in entries:
-        if not entry.is_backup_folder or entry.has_manifest or not entry.objects:
+        if not entry.is_backup_folder or entry.has_manifest:
             continue
-        newest = entry.last_modified
-        assert newest is not None
+        newest = entry.last_modified or max((o.modified for o in entry.leases), default=None)
+        if newest is None:
+            continue  # an empty folder: nothing to collect
         last = max(newest, activity.get(entry.backup_id, newest))
         age = now - last
         if age <= grace:
             continue
-        n = len(entry.objects)
+        n, leases = len(entry.objects), len(entry.leases)
         detail = (
-            f"{n} object{'s' if n != 1 else ''}, no {MANIFEST}; "
-            f"newest written {last:%Y-%m-%dT%H:%M:%SZ}"
+            f"{n} object{'s' if n != 1 else ''}"
+            + (f" and {leases} lease{'s' if leases != 1 else ''}" if leases else "")
+            + f", no {MANIFEST}; newest written {last:%Y-%m-%dT%H:%M:%SZ}"
         )
         found.append(Garbage("incomplete-backup", backup_folder(entry.backup_id), age, detail))
     return found

@@ -25,6 +25,14 @@ deleting a backup, the lock of each of its objects is asked for (`Store.lock_unt
 with any object still locked is left whole (its manifest too) and reported in `kept_by_lock`
 with the date its last lock ends; the run does not fail. Locks are compared with the wall
 clock (the one the server enforces), not with the plan's `now`.
+
+Leases (spectron_backup.leases): a backup the plan deletes while a restore or a drill holds a
+live lease on it is left whole too and reported in `kept_in_use` (which reader, on which
+host, until when), in a dry run as well. Leases are read from the listing the deletion makes
+anyway (no extra request unless the folder holds one); they are compared with the wall clock,
+an expired lease protects nothing (it goes with its backup), and one that cannot be read
+counts as live and is reported as a problem. A prune that listed a folder just before a
+reader leased it still deletes it: that reader then fails on a missing object.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from spectron_backup.garbage import (
     pending_uploads,
     upload_garbage,
 )
+from spectron_backup.leases import Lease, live_leases
 from spectron_backup.manifest import rfc3339
 from spectron_backup.repository import Repository, manifest_key
 from spectron_backup.retention import BackupFacts, Decision, decide
@@ -81,6 +90,11 @@ class PruneResult:
     locked_until: dict[str, datetime] = field(default_factory=dict)
     """For each backup in `kept_by_lock`: when its last lock ends (datetime.max: a legal
     hold)."""
+    kept_in_use: list[str] = field(default_factory=list)
+    """Backups the plan deletes but a restore or a drill holds a live lease on (also found
+    in a dry run)."""
+    leases: dict[str, list[Lease]] = field(default_factory=dict)
+    """For each backup in `kept_in_use`: its live (or unreadable) leases."""
 
 
 def _drill_passed(repo: Repository, keys: list[str]) -> bool:
@@ -178,6 +192,17 @@ def apply_prune(repo: Repository, plan: PrunePlan, *, dry_run: bool) -> PruneRes
         if held:
             result.kept_by_lock.append(backup_id)
             result.locked_until[backup_id] = max(held)
+        leases = live_leases(repo, keys, wall_clock)
+        if leases:
+            result.kept_in_use.append(backup_id)
+            result.leases[backup_id] = leases
+            result.problems.extend(
+                f"backup {backup_id}: kept, {lease}: delete that object if no restore or drill "
+                "holds it"
+                for lease in leases
+                if lease.problem
+            )
+        if held or leases:
             continue
         if dry_run:
             continue
@@ -238,5 +263,9 @@ def prune_report(result: PruneResult) -> dict[str, Any]:
         "deleted": list(result.deleted),
         "kept_by_lock": list(result.kept_by_lock),
         "locked_until": {k: _moment(v) for k, v in result.locked_until.items()},
+        "kept_in_use": [
+            {"backup_id": backup_id, "leases": [x.summary() for x in result.leases[backup_id]]}
+            for backup_id in result.kept_in_use
+        ],
         "problems": [*plan.problems, *result.problems],
     }

@@ -4,6 +4,7 @@
                                  (.surql.zst.age when encrypted with age)
     backups/<backup_id>/manifest.json            written last; its presence = complete
     backups/<backup_id>/drills/<timestamp>.json  one record per restore drill
+    backups/<backup_id>/leases/<lease_id>.json   a restore or drill reading it (leases.py)
 
 Like restic's repository over its backend: the store moves bytes, this knows what they mean.
 """
@@ -25,6 +26,8 @@ from spectron_backup.stores.base import ObjectInfo, Store
 BACKUPS = "backups/"
 MANIFEST = "manifest.json"
 DRILLS = "drills/"
+#: leases of the readers of a backup (spectron_backup.leases): not part of the backup
+LEASES = "leases/"
 #: a database's dump, zstd-compressed; encrypted objects add `.age` (encryption.AGE_SUFFIX)
 DUMP_SUFFIX = ".surql.zst"
 
@@ -40,6 +43,7 @@ def manifest_key(backup_id: str) -> str:
 @dataclass
 class BackupEntry:
     backup_id: str
+    #: the backup's own objects (dumps, manifest, drill records), never its leases
     objects: list[ObjectInfo] = field(default_factory=list)
     manifest: Manifest | None = None
     #: drill record keys, oldest first
@@ -50,13 +54,18 @@ class BackupEntry:
     #: why a readable manifest does not match the objects present: one it lists is missing
     #: or of another size (the backup cannot be restored whole)
     damage: str | None = None
+    #: lease objects in the folder (`leases/`), live or expired: kept apart from `objects`,
+    #: so that they count for no size, drill, damage or activity of the backup
+    leases: list[ObjectInfo] = field(default_factory=list)
 
     @property
     def is_backup_folder(self) -> bool:
         """A real backup folder: a backup id, with objects inside it (not an operator's own
         folder, nor a stray object `backups/<name>` directly under backups/)."""
         folder = f"{BACKUPS}{self.backup_id}/"
-        return is_backup_id(self.backup_id) and all(o.key.startswith(folder) for o in self.objects)
+        return is_backup_id(self.backup_id) and all(
+            o.key.startswith(folder) for o in self.objects + self.leases
+        )
 
     @property
     def has_manifest(self) -> bool:
@@ -172,12 +181,17 @@ class Repository:
         what is under backups/ without being a backup folder (for reporting it)."""
         entries = []
         for backup_id, objects in self._group():
-            entry = BackupEntry(backup_id, objects)
+            leases = f"{BACKUPS}{backup_id}/{LEASES}"
+            entry = BackupEntry(
+                backup_id,
+                [o for o in objects if not o.key.startswith(leases)],
+                leases=[o for o in objects if o.key.startswith(leases)],
+            )
             if not entry.is_backup_folder:
                 if strays:
                     entries.append(entry)
                 continue
-            names = {o.key[len(BACKUPS) + len(backup_id) + 1 :] for o in objects}
+            names = {o.key[len(BACKUPS) + len(backup_id) + 1 :] for o in entry.objects}
             entry.drills = sorted(
                 f"{BACKUPS}{backup_id}/{n}" for n in names if n.startswith(DRILLS)
             )
@@ -211,8 +225,11 @@ class Repository:
 
     def write_drill(self, backup_id: str, timestamp: str, record: dict[str, Any]) -> str:
         key = f"{BACKUPS}{backup_id}/{DRILLS}{timestamp}.json"
-        self.store.put_bytes(key, (json.dumps(record, indent=2, default=str) + "\n").encode())
+        self.write_json(key, record)
         return key
+
+    def write_json(self, key: str, record: dict[str, Any]) -> None:
+        self.store.put_bytes(key, (json.dumps(record, indent=2, default=str) + "\n").encode())
 
     def read_json(self, key: str) -> dict[str, Any]:
         return json.loads(self.store.get_bytes(key))

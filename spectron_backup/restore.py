@@ -4,6 +4,9 @@ The object is spooled to a temporary file while its sha256 is computed, and noth
 imported unless it matches the manifest: a corrupted backup must never half-restore. An
 object encrypted with age is decrypted on the way into the spool, and nothing of it is
 imported unless every one of its chunks authenticated as well.
+
+The chosen backup is leased (`leased_backup`, spectron_backup.leases) until the restore ends,
+so that a prune running meanwhile leaves it whole.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import hashlib
 import io
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -32,6 +36,7 @@ from spectron_backup.encryption import (
 )
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.keyed_hashes import PLAIN, HashKey, open_hash_key
+from spectron_backup.leases import LeaseHold, hold_lease
 from spectron_backup.manifest import DatabaseEntry, Manifest
 from spectron_backup.repository import Repository, newest_backup, why_not_latest
 from spectron_backup.stores.base import Store
@@ -281,6 +286,24 @@ def select_backup(
     raise UsageError(
         f"backup {which} does not exist in {repo.store.url}: run `spectron-backup list` to see the backups"
     )
+
+
+@contextmanager
+def leased_backup(
+    repo: Repository,
+    which: str | None = "latest",
+    *,
+    before: datetime | None = None,
+    now: datetime | None = None,
+    **lease: Any,
+) -> Iterator[tuple[Manifest, LeaseHold]]:
+    """`select_backup`, then a restore lease on that backup until the block ends, so that a
+    prune leaves it whole meanwhile. `lease` goes to `hold_lease` (ttl, refresh, clock).
+    BackupGone when a prune deleted the backup between its choice and the lease; a lease
+    that cannot be written is a warning of the hold (the restore goes on, unprotected)."""
+    manifest = select_backup(repo, which, before=before, now=now)
+    with hold_lease(repo, manifest.backup_id, "restore", **lease) as hold:
+        yield manifest, hold
 
 
 def select_databases(

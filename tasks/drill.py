@@ -83,6 +83,8 @@ def run_drill_task(
         )
     for failure in report.failures:
         logger.warning(failure)
+    for warning in report.warnings:  # e.g. its lease could not be written
+        logger.warning(warning)
     if report.kept_scratch:
         logger.info("scratch kept for debugging: %s", report.kept_scratch)
     return report
@@ -135,6 +137,7 @@ def publish_drill_report(report: DrillReport, record_key: str | None) -> None:
     ]
     if record_key:
         lines.append(f"- **drill record**: `{record_key}`")
+    lines += [f"- **warning**: {md_text(w)}" for w in report.warnings]
     lines += [
         "",
         "| database | records | restore | validation | result |",

@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from spectron_backup.config import KeepConfig
+from spectron_backup.leases import in_use_by
 from spectron_backup.prune import apply_prune, plan_prune, prune_report
 from spectron_backup.repository import Repository
 from spectron_backup.stores.base import Store
@@ -35,6 +36,12 @@ def prune_backups(store: Store, keep: KeepConfig, now: datetime, dry_run: bool) 
     )
     for backup_id in report["kept_by_lock"]:
         logger.warning("backup %s is past retention but kept by S3 Object Lock", backup_id)
+    for item in report["kept_in_use"]:
+        logger.warning(
+            "backup %s is past retention but kept in use: %s",
+            item["backup_id"],
+            in_use_by(item["leases"]),
+        )
     for problem in report["problems"]:
         logger.warning(problem)
     return report
@@ -42,10 +49,17 @@ def prune_backups(store: Store, keep: KeepConfig, now: datetime, dry_run: bool) 
 
 @task(name="publish-prune-report", cache_policy=NONE)
 def publish_prune_report(report: dict[str, Any]) -> None:
-    rows = [
-        {"backup": d["backup_id"], "action": d["action"], "reasons": "; ".join(d["reasons"])}
-        for d in report["decisions"]
-    ]
+    in_use = {item["backup_id"]: in_use_by(item["leases"]) for item in report["kept_in_use"]}
+    rows = []
+    for d in report["decisions"]:
+        row = {"backup": d["backup_id"], "action": d["action"], "reasons": "; ".join(d["reasons"])}
+        if d["backup_id"] in report["kept_by_lock"]:
+            row["action"] = "kept: locked"
+            row["reasons"] += f"; S3 Object Lock until {report['locked_until'][d['backup_id']]}"
+        if d["backup_id"] in in_use:  # past retention, but a restore or a drill reads it
+            row["action"] = "kept: in use"
+            row["reasons"] += f"; in use: {in_use[d['backup_id']]}"
+        rows.append(row)
     rows += [
         {
             "backup": g["key"],

@@ -135,14 +135,23 @@ class RefusingProxy:
     """A loopback HTTP/1.1 proxy in front of `upstream` (an S3 server) that passes requests
     through until one matches `after(method, path)`; from the next request on, it answers every
     request itself with 403 AccessDenied, as S3 does when a policy or a key is revoked. The
-    matching request itself is passed through (it succeeds)."""
+    matching request itself is passed through (it succeeds). Requests that match
+    `refuse(method, path)` are answered 403 whatever happened before, as a policy that grants
+    only some actions (a read-only credential) does; they are not passed on. `after` is also
+    where a test can act while a request waits for its answer: it runs before the client gets
+    the server's response."""
 
     DENIED = (
         b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
         b"<Message>Access Denied</Message></Error>"
     )
 
-    def __init__(self, upstream: str, after: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        after: Callable[[str, str], bool] = lambda method, path: False,
+        refuse: Callable[[str, str], bool] = lambda method, path: False,
+    ) -> None:
         import http.client
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -158,7 +167,7 @@ class RefusingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if proxy._tripped:
+                if proxy._tripped or refuse(self.command, self.path.split("?", 1)[0]):
                     proxy.refused.append(f"{self.command} {self.path}")
                     self.send_response(403)
                     self.send_header("Content-Type", "application/xml")

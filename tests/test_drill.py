@@ -10,10 +10,12 @@ import json
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -23,10 +25,11 @@ from spectron_backup.commands.list_backups import describe
 from spectron_backup.config import SourceConfig
 from spectron_backup.drill import DrillFailed, choose_backup, run_drill
 from spectron_backup.errors import UsageError
+from spectron_backup.leases import live_leases
 from spectron_backup.manifest import Manifest
 from spectron_backup.repository import Repository, manifest_key
 from spectron_backup.seed import SeedPlan, seed_instance
-from spectron_backup.stores import open_store
+from spectron_backup.stores import FileStore, ObjectInfo, open_store
 from spectron_backup.surreal import connect
 from tests.flow_runs import HOOK_SECRET, Webhook, artifacts_of, logs_of, wait_for_event
 from tests.surreal_edge import surreal_edge
@@ -528,3 +531,83 @@ def test_a_dump_that_stops_mid_statement_is_a_failed_drill_not_bad_usage(
     assert report["passed"] is False
     assert any(CONTEXT_DB in f and "restore" in f for f in report["failures"]), report["failures"]
     assert len(drill_records(setup)) == 1
+
+
+# -- leases: a prune while the drill runs ------------------------------------------------------------
+
+
+class Watched(FileStore):
+    """A file store that, whenever the drill reads (a backup object from the target, or a
+    document's head during the validation), notes the live leases on the drilled backup; with
+    `interrupt`, the first read of a backup object is then interrupted (Ctrl-C)."""
+
+    def __init__(
+        self,
+        root: Path,
+        target: FileStore,
+        backup_id: str,
+        seen: list[tuple[str, list[str]]],
+        interrupt: bool = False,
+    ) -> None:
+        super().__init__(root)
+        self.target, self.backup_id, self.seen, self.interrupt = target, backup_id, seen, interrupt
+
+    def note(self, what: str) -> None:
+        repo = Repository(self.target)
+        keys = [info.key for info in self.target.list(f"backups/{self.backup_id}/leases/")]
+        self.seen.append((what, [lease.purpose for lease in live_leases(repo, keys)]))
+
+    @contextmanager
+    def reader(self, key: str) -> Iterator[BinaryIO]:
+        if key.endswith(".surql.zst"):
+            self.note("restore")
+            if self.interrupt:
+                raise KeyboardInterrupt
+        with super().reader(key) as source:
+            yield source
+
+    def head(self, key: str) -> ObjectInfo | None:
+        if self.root != self.target.root:  # the document store, asked by the validation
+            self.note("validation")
+        return super().head(key)
+
+
+def test_the_drill_holds_a_lease_until_its_validation_ends(origin: Origin, tmp_path: Path) -> None:
+    seen: list[tuple[str, list[str]]] = []
+    plain = FileStore(origin.target)
+    target = Watched(origin.target, plain, origin.backup_id, seen)
+    documents = Watched(origin.documents, plain, origin.backup_id, seen)
+    manifest = Repository(plain).read_manifest(origin.backup_id)
+    report = run_drill(target, manifest, documents=documents, scratch_root=str(tmp_path))
+    assert report.passed, report.failures
+    assert {what for what, _ in seen} == {"restore", "validation"}
+    assert all(purposes == ["drill"] for _, purposes in seen), seen
+    assert list(plain.list(f"backups/{origin.backup_id}/leases/")) == []
+    assert report.warnings == [] and report.to_record()["warnings"] == []
+
+
+def test_an_interrupted_drill_leaves_no_lease(origin: Origin, tmp_path: Path) -> None:
+    seen: list[tuple[str, list[str]]] = []
+    plain = FileStore(origin.target)
+    target = Watched(origin.target, plain, origin.backup_id, seen, interrupt=True)
+    manifest = Repository(plain).read_manifest(origin.backup_id)
+    with pytest.raises(KeyboardInterrupt):
+        run_drill(target, manifest, scratch_root=str(tmp_path))
+    assert seen == [("restore", ["drill"])]
+    assert list(plain.list(f"backups/{origin.backup_id}/leases/")) == []
+    assert list(tmp_path.iterdir()) == []  # the scratch is gone too
+
+
+def test_a_drill_of_a_backup_pruned_after_its_choice_fails(origin: Origin, tmp_path: Path) -> None:
+    setup = setup_from(origin, tmp_path, None)
+    store = setup.store
+    manifest = choose_backup(
+        Repository(store), "latest", 30, None, datetime.now(UTC), random.Random(1)
+    )
+    for info in list(store.list(f"backups/{origin.backup_id}/")):  # a prune, meanwhile
+        store.delete(info.key)
+    with pytest.raises(DrillFailed) as failed:
+        run_drill(store, manifest, scratch_root=str(tmp_path))
+    assert failed.value.backup_id == origin.backup_id
+    assert f"backup {origin.backup_id} was deleted after it was chosen" in str(failed.value)
+    assert list(store.list("backups/")) == []  # not even an empty folder with its lease

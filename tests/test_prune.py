@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from spectron_backup.config import KeepConfig
 from spectron_backup.garbage import Garbage, collect_garbage, find_garbage, incomplete_garbage
+from spectron_backup.leases import hold_lease, lease_key, new_lease_id
 from spectron_backup.manifest import DatabaseEntry, Manifest, new_backup_id, rfc3339
 from spectron_backup.prune import apply_prune, plan_prune, prune_report
 from spectron_backup.repository import Repository, manifest_key, object_key
@@ -755,3 +757,74 @@ def test_a_crashed_write_s_temporary_file_is_collected_after_the_grace_period(fi
     assert not stale.exists() and fresh.exists()
     assert repo.read_manifest(done).backup_id == done  # the complete backup is untouched
     assert find_garbage(repo, timedelta(hours=24), NOW) == []
+
+
+# --- leases: a backup a restore or a drill is reading --------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["file_store", "s3"])
+def test_a_backup_under_a_live_lease_is_kept_and_reported(where: str, request) -> None:
+    store: Store = request.getfixturevalue(where)
+    ids = [write_backup(store, NOW - timedelta(days=900 + 3 * n)) for n in range(5)]
+    repo = Repository(store)
+    plan = plan_prune(repo, KeepConfig(), NOW)
+    assert plan.to_delete == ids[3:]
+    with hold_lease(repo, ids[4], "restore") as hold:  # a restore --before reads the oldest
+        dry = apply_prune(repo, plan, dry_run=True)
+        assert dry.kept_in_use == [ids[4]] and dry.deleted == []
+        result = apply_prune(repo, plan, dry_run=False)
+        assert result.problems == []
+        assert result.deleted == [ids[3]]
+        assert result.kept_in_use == [ids[4]]
+        assert complete_ids(store) == {*ids[:3], ids[4]}  # whole: its manifest too
+        report = prune_report(result)
+        assert prune_report(dry)["kept_in_use"] == report["kept_in_use"]
+        [item] = report["kept_in_use"]
+        assert item["backup_id"] == ids[4]
+        [lease] = item["leases"]
+        assert lease["purpose"] == "restore" and lease["host"] == socket.gethostname()
+        assert lease["pid"] == os.getpid() and lease["key"] == hold.key
+        assert lease["expires_at"] == rfc3339(hold.lease.expires_at) and lease["problem"] is None
+        assert report["kept_by_lock"] == []
+    # The restore ended: the next prune deletes it, with nothing left behind.
+    again = apply_prune(repo, plan_prune(repo, KeepConfig(), NOW), dry_run=False)
+    assert again.deleted == [ids[4]] and again.kept_in_use == [] and again.problems == []
+    assert list(store.list(f"backups/{ids[4]}/")) == []
+
+
+def test_an_expired_lease_protects_nothing(file_store):
+    """A holder that died: its lease expires, and goes with its backup."""
+    ids = [write_backup(file_store, NOW - timedelta(days=900 + 3 * n)) for n in range(4)]
+    repo = Repository(file_store)
+    wall = datetime.now(UTC)
+    dead = lease_key(ids[3], new_lease_id(wall - timedelta(hours=3)))
+    repo.write_json(
+        dead,
+        {
+            "backup_id": ids[3],
+            "purpose": "drill",
+            "host": "gone",
+            "pid": 1,
+            "started_at": rfc3339(wall - timedelta(hours=3)),
+            "expires_at": rfc3339(wall - timedelta(seconds=1)),
+        },
+    )
+    result = apply_prune(repo, plan_prune(repo, KeepConfig(), NOW), dry_run=False)
+    assert result.deleted == [ids[3]] and result.kept_in_use == [] and result.problems == []
+    assert list(file_store.list(f"backups/{ids[3]}/")) == []
+
+
+def test_an_unreadable_lease_keeps_its_backup_and_is_a_problem(file_store):
+    ids = [write_backup(file_store, NOW - timedelta(days=900 + 3 * n)) for n in range(4)]
+    broken = lease_key(ids[3], new_lease_id())
+    file_store.put_bytes(broken, b"\xff half written")
+    repo = Repository(file_store)
+    plan = plan_prune(repo, KeepConfig(), NOW)
+    assert plan.to_delete == [ids[3]] and plan.problems == []  # not damage, not unreadable
+    result = apply_prune(repo, plan, dry_run=False)
+    assert result.deleted == [] and result.kept_in_use == [ids[3]]
+    [problem] = result.problems
+    assert problem.startswith(f"backup {ids[3]}: kept, unreadable lease {broken} (")
+    assert complete_ids(file_store) == set(ids)
+    [lease] = prune_report(result)["kept_in_use"][0]["leases"]
+    assert lease["key"] == broken and lease["problem"]

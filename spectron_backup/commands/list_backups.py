@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from spectron_backup.commands.config_option import ConfigPath
@@ -12,6 +13,7 @@ from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.encryption import short_key
 from spectron_backup.errors import SpectronBackupError
+from spectron_backup.leases import in_use_by, live_leases
 from spectron_backup.repository import BackupEntry, Repository
 from spectron_backup.stores import open_target_store
 
@@ -46,6 +48,8 @@ def describe(repo: Repository, entry: BackupEntry) -> dict[str, Any]:
         "last_drill": last_drill,
         "intact": entry.intact,
         "problem": entry.trouble,
+        # restores and drills reading it now: prune leaves it whole meanwhile
+        "in_use": [lease.summary() for lease in live_leases(repo, [o.key for o in entry.leases])],
     }
 
 
@@ -95,6 +99,9 @@ def command(config: ConfigPath = None, json_output: JsonOutput = False) -> None:
             else ("[green]passed[/]" if drill["passed"] else "[red]failed[/]") + f" {drill['at']}",
         )
     err.print(table)
+    for row in rows:
+        if row["in_use"]:
+            err.print(f"[yellow]in use:[/] {row['backup_id']}: {escape(in_use_by(row['in_use']))}")
     if not rows:
         err.print("no backups yet: run `spectron-backup backup`")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from spectron_backup.commands.config_option import ConfigPath
@@ -12,6 +13,7 @@ from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
 from spectron_backup.durations import time_option
+from spectron_backup.leases import in_use_by
 from spectron_backup.stores import open_target_store
 
 
@@ -51,11 +53,16 @@ def _show(report: dict[str, Any]) -> None:
     )
     for column in ("backup id", "action", "why"):
         table.add_column(column)
+    in_use = {item["backup_id"] for item in report["kept_in_use"]}
     for decision in report["decisions"]:
         action = decision["action"]
         shown = (
             "[green]keep[/]"
             if action == "keep"
+            else "[yellow]kept: in use[/]"
+            if decision["backup_id"] in in_use
+            else "[yellow]kept: locked[/]"
+            if decision["backup_id"] in report["kept_by_lock"]
             else ("[yellow]would delete[/]" if report["dry_run"] else "[red]deleted[/]")
         )
         table.add_row(decision["backup_id"], shown, "; ".join(decision["reasons"]))
@@ -69,6 +76,10 @@ def _show(report: dict[str, Any]) -> None:
     for backup_id in report["kept_by_lock"]:
         err.print(
             f"[yellow]kept by S3 Object Lock:[/] {backup_id} until {report['locked_until'].get(backup_id)}"
+        )
+    for item in report["kept_in_use"]:
+        err.print(
+            f"[yellow]kept in use:[/] {item['backup_id']}: {escape(in_use_by(item['leases']))}"
         )
     for problem in report["problems"]:
         err.print(f"[red]problem:[/] {problem}")

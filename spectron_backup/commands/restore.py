@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from spectron_backup.commands.config_option import ConfigPath
@@ -22,14 +23,15 @@ from spectron_backup.dump.importer import database_is_empty
 from spectron_backup.durations import time_option
 from spectron_backup.encryption import Identity, identities_of
 from spectron_backup.errors import OperationFailed, UsageError
-from spectron_backup.repository import Repository
+from spectron_backup.repository import Repository, manifest_key
 from spectron_backup.restore import (
+    leased_backup,
     require_identity,
     restore_database,
-    select_backup,
     select_databases,
 )
 from spectron_backup.stores import open_target_store
+from spectron_backup.stores.base import ObjectNotFound
 from spectron_backup.surreal import SurrealConnection, connect
 
 
@@ -83,58 +85,72 @@ def command(
     moment = time_option(before, "--before")
     settings = load_config(config)
     store = open_target_store(settings.target, must_exist=True)
-    manifest = select_backup(Repository(store), backup or "latest", before=moment)
-    entries = select_databases(manifest, context=context, database=database)
-    identities = _identities(settings.encryption) if any(e.encrypted for e in entries) else []
-    # Before touching the target: a backup we cannot open is bad input (exit 2).
-    require_identity(manifest.backup_id, entries, identities)
+    repo = Repository(store)
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    with (
-        connect(target, credentials(username, password, token)) as conn,
-        progress_bar(f"restore {manifest.backup_id}") as bar,
-    ):
-        _refuse_non_empty(conn, [(ns_prefix + e.ns, e.db) for e in entries])
-        for entry in entries:
-            if bar:
-                bar(f"{entry.ns}/{entry.db}")
-            namespace = ns_prefix + entry.ns
-            try:
-                restored = restore_database(
-                    store, entry, conn, namespace=namespace, identities=identities
-                )
-            except OperationFailed as exc:
-                problems.append(str(exc))
+    # Leased from its choice to its last import: a prune running meanwhile leaves it whole.
+    with leased_backup(repo, backup or "latest", before=moment) as (manifest, lease):
+        shown = _warn(lease.warnings)
+        entries = select_databases(manifest, context=context, database=database)
+        identities = _identities(settings.encryption) if any(e.encrypted for e in entries) else []
+        # Before touching the target: a backup we cannot open is bad input (exit 2).
+        require_identity(manifest.backup_id, entries, identities)
+        with (
+            connect(target, credentials(username, password, token)) as conn,
+            progress_bar(f"restore {manifest.backup_id}") as bar,
+        ):
+            _refuse_non_empty(conn, [(ns_prefix + e.ns, e.db) for e in entries])
+            for entry in entries:
+                if bar:
+                    bar(f"{entry.ns}/{entry.db}")
+                namespace = ns_prefix + entry.ns
+                try:
+                    restored = restore_database(
+                        store, entry, conn, namespace=namespace, identities=identities
+                    )
+                except OperationFailed as exc:
+                    error = str(exc)
+                    if isinstance(exc, ObjectNotFound) and not store.exists(
+                        manifest_key(manifest.backup_id)
+                    ):
+                        error = (
+                            f"{entry.ns}/{entry.db}: backup {manifest.backup_id} was deleted "
+                            "during the restore (by a prune that had listed it just before this "
+                            "restore leased it): restore another backup"
+                        )
+                    problems.append(error)
+                    rows.append(
+                        {
+                            "database": f"{entry.ns}/{entry.db}",
+                            "into": f"{namespace}/{entry.db}",
+                            "ok": False,
+                            "error": error,
+                        }
+                    )
+                    continue
+                problems += [f"{entry.ns}/{entry.db}: {f}" for f in restored.imported.failures]
+                problems += [f"{entry.ns}/{entry.db}: {m}" for m in restored.mismatches]
                 rows.append(
                     {
                         "database": f"{entry.ns}/{entry.db}",
+                        "context": entry.context,
                         "into": f"{namespace}/{entry.db}",
-                        "ok": False,
-                        "error": str(exc),
+                        "records": entry.records,
+                        "download_seconds": round(restored.download_seconds, 3),
+                        "import_seconds": round(restored.import_seconds, 3),
+                        "failed_statements": len(restored.imported.failures),
+                        "mismatched_tables": [m.table for m in restored.mismatches],
+                        "ok": restored.ok,
                     }
                 )
-                continue
-            problems += [f"{entry.ns}/{entry.db}: {f}" for f in restored.imported.failures]
-            problems += [f"{entry.ns}/{entry.db}: {m}" for m in restored.mismatches]
-            rows.append(
-                {
-                    "database": f"{entry.ns}/{entry.db}",
-                    "context": entry.context,
-                    "into": f"{namespace}/{entry.db}",
-                    "records": entry.records,
-                    "download_seconds": round(restored.download_seconds, 3),
-                    "import_seconds": round(restored.import_seconds, 3),
-                    "failed_statements": len(restored.imported.failures),
-                    "mismatched_tables": [m.table for m in restored.mismatches],
-                    "ok": restored.ok,
-                }
-            )
+    _warn(lease.warnings[shown:])  # a refresh or the lease's deletion that failed
     if json_output:
         print_json(
             {
                 "backup_id": manifest.backup_id,
                 "target": conn.display_url,
                 "databases": rows,
+                "warnings": lease.warnings,
                 "ok": not problems,
             }
         )
@@ -144,6 +160,13 @@ def command(
         raise OperationFailed(
             f"the restore of {manifest.backup_id} is incomplete: " + "; ".join(problems[:5])
         )
+
+
+def _warn(warnings: list[str]) -> int:
+    """Show `warnings`; how many were shown."""
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    return len(warnings)
 
 
 def _identities(encryption: EncryptionConfig) -> list[Identity]:
