@@ -60,7 +60,9 @@ def expire_sweep(
         failures: list[tuple[str, Exception]] = []
         for ref in contexts:
             try:
-                reports.append(sweep_context(conn, ref, policies, config, moment, dry_run, force))
+                reports.append(
+                    sweep_context(connections, ref, policies, config, moment, dry_run, force)
+                )
             except Exception as exc:
                 failures.append((f"{ref.name} (Context {ref.context})", exc))
     except Exception as exc:

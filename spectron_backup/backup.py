@@ -44,6 +44,7 @@ from spectron_backup.repository import DUMP_SUFFIX, Repository, object_key
 from spectron_backup.stores.base import Store
 from spectron_backup.streams import DEFAULT_ZSTD_LEVEL, CountingWriter, HashingWriter, zstd_writer
 from spectron_backup.surreal import Credentials, DatabaseNotFound, SurrealConnection, connect
+from spectron_backup.urls import redact_url
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -69,12 +70,18 @@ class SourceConnections:
     take turns (each already keeps two pages in flight: see `dump.pages.iter_pages`). Only the
     export holds a connection: one database's last parts and their completion in the store
     run while the next database exports.
+
+    A server connection that lost its way to the server is not reused: the next `open` (a
+    retry of the step) connects anew. Once closed, nothing opens again: a task still
+    starting while a stopping run closes its connections must not reopen (and keep) the
+    store.
     """
 
     def __init__(self, config: Config) -> None:
         self.url = config.source.url
         self.credentials = source_credentials(config)
         self._shared: SurrealConnection | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()
         #: at most `backups.parallelism` exports at once, whoever schedules them
@@ -83,6 +90,14 @@ class SourceConnections:
     def open(self) -> SurrealConnection:
         """The shared connection (discovery, and every export of an embedded store)."""
         with self._open_lock:
+            if self._closed:
+                raise OperationFailed(
+                    f"the connections to SurrealDB at {redact_url(self.url)} were closed: "
+                    "the run is stopping"
+                )
+            if self._shared is not None and self._shared.broken:
+                self._shared.close()
+                self._shared = None
             if self._shared is None:
                 self._shared = connect(self.url, self.credentials, must_exist=True)
             return self._shared
@@ -103,9 +118,11 @@ class SourceConnections:
                 conn.close()
 
     def close(self) -> None:
-        if self._shared is not None:
-            self._shared.close()
-            self._shared = None
+        with self._open_lock:
+            self._closed = True
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
 
 @dataclass(frozen=True)

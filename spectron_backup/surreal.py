@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from spectron_backup.errors import OperationFailed, ServerUnreachable, UsageError
 from spectron_backup.large_allocations import mmap_large_allocations
-from spectron_backup.urls import redact_url
+from spectron_backup.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,9 @@ class SurrealConnection:
         #: an on-disk embedded store's engine, opened with its async handle (see
         #: `submitter`); None for memory stores and servers, which use `_db`
         self._engine: _AsyncEngine | None = None
+        #: a server connection that lost its way to the server (`ConnectionLost`): the SDK
+        #: does not reconnect it, so whoever retries opens a new one (`SourceConnections`)
+        self.broken = False
         path = embedded_path(url)
         if must_exist and path is not None and not os.path.isdir(path):
             raise UsageError(
@@ -208,8 +211,6 @@ class SurrealConnection:
             self._sign_in()
 
     def _open_error(self, exc: Exception) -> UsageError:
-        from surrealdb.errors import ConnectionUnavailableError, TransportTimeoutError
-
         text = str(exc)
         if "already locked" in text:
             return UsageError(
@@ -217,8 +218,8 @@ class SurrealConnection:
                 "store can be opened by one process at a time): stop that process, or point at "
                 "the SurrealDB server that serves it"
             )
-        text = text.replace(self.url, self.display_url)
-        if isinstance(exc, ConnectionUnavailableError | TransportTimeoutError):
+        text = _scrub(text.replace(self.url, self.display_url), self.credentials)
+        if _is_network_fault(exc):
             return ServerUnreachable(
                 f"cannot reach SurrealDB at {self.display_url}: {text}{_CHECK_SERVER}"
             )
@@ -271,12 +272,18 @@ class SurrealConnection:
     # -- queries ---------------------------------------------------------------------
 
     def use(self, namespace: str, database: str) -> None:
-        if self._engine is not None:
-            self._engine.use(namespace, database)
-        elif self._db is None:
+        from surrealdb.errors import SurrealError
+
+        engine, db = self._engine, self._db  # read once: `close` may run meanwhile
+        if engine is not None:
+            engine.use(self, namespace, database)
+            return
+        if db is None:
             raise self.closed_error()
-        else:
-            self._db.use(namespace, database)
+        try:
+            db.use(namespace, database)
+        except SurrealError as exc:
+            raise self._engine_error(exc) from None
 
     def query(
         self, sql: str, vars: dict[str, Any] | None = None, *, txn: UUID | None = None
@@ -288,17 +295,16 @@ class SurrealConnection:
         """
         from surrealdb.errors import SurrealError
 
-        if self._engine is not None:  # an on-disk store: one query, waited for
+        engine, db = self._engine, self._db  # read once: `close` may run meanwhile
+        if engine is not None:  # an on-disk store: one query, waited for
             if txn is not None:
                 raise ValueError("no transactions on an embedded store's async handle")
-            return self._engine.submit(self, sql, vars).result()
-        if self._db is None:
+            return engine.submit(self, sql, vars).result()
+        if db is None:
             raise self.closed_error()
         try:
             response = (
-                self._db.query_raw(sql, vars or {}, txn_id=txn)
-                if txn
-                else self._db.query_raw(sql, vars or {})
+                db.query_raw(sql, vars or {}, txn_id=txn) if txn else db.query_raw(sql, vars or {})
             )
         except SurrealError as exc:
             raise self._engine_error(exc) from None
@@ -312,15 +318,14 @@ class SurrealConnection:
         )
 
     def _engine_error(self, exc: Exception) -> UsageError | OperationFailed:
-        from surrealdb.errors import HttpStatusError, NotAllowedError, TransportError
+        from surrealdb.errors import NotAllowedError
 
         status = getattr(exc, "status", None)
         if isinstance(exc, NotAllowedError) or status in (401, 403):
             return self._not_allowed(str(exc))
         text = f"SurrealDB at {self.display_url}: {_scrub(str(exc), self.credentials)}"
-        if isinstance(exc, TransportError) and not (
-            isinstance(exc, HttpStatusError) and exc.status < 500
-        ):
+        if _is_network_fault(exc):
+            self.broken = True
             return ConnectionLost(text)
         return OperationFailed(text)
 
@@ -521,6 +526,8 @@ class _AsyncEngine:
         self.thread.start()
         self.db: Any = None
         self.closed = False
+        #: `closed` and scheduling on the loop change together: nothing starts after a close
+        self._lock = threading.Lock()
         try:
             self.db = AsyncSurreal(url)
             self._call(self.db.connect())
@@ -531,15 +538,35 @@ class _AsyncEngine:
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
+    def _schedule(self, conn: SurrealConnection, coroutine: Any) -> Future[Any]:
+        """Run `coroutine` on the loop; its future fails with `conn.closed_error()` when a
+        close comes first or cancels it (even before it started), never with a bare
+        CancelledError."""
+        with self._lock:
+            if self.closed:
+                coroutine.close()
+                raise conn.closed_error()
+            running = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        relayed: Future[Any] = Future()
+
+        def relay(done: Future[Any]) -> None:
+            if done.cancelled():
+                relayed.set_exception(conn.closed_error())
+            elif (error := done.exception()) is not None:
+                relayed.set_exception(error)
+            else:
+                relayed.set_result(done.result())
+
+        running.add_done_callback(relay)
+        return relayed
+
     def submit(
         self, conn: SurrealConnection, sql: str, vars: dict[str, Any] | None = None
     ) -> Future[list[dict[str, Any]]]:
-        if self.closed:
-            raise conn.closed_error()
-        return asyncio.run_coroutine_threadsafe(self._query(conn, sql, vars or {}), self.loop)
+        return self._schedule(conn, self._query(conn, sql, vars or {}))
 
-    def use(self, namespace: str, database: str) -> None:
-        self._call(self.db.use(namespace, database))
+    def use(self, conn: SurrealConnection, namespace: str, database: str) -> None:
+        self._schedule(conn, self.db.use(namespace, database)).result()
 
     def version(self) -> str:
         return str(self._call(self.db.version()))
@@ -567,7 +594,8 @@ class _AsyncEngine:
         await self.db.close()
 
     def close(self) -> None:
-        self.closed = True
+        with self._lock:
+            self.closed = True
         try:
             if self.db is not None:
                 self._call(self._shut_down())
@@ -596,8 +624,20 @@ def _is_not_allowed(error: Any) -> bool:
     return "Not enough permissions" in str(error.get("result") or error.get("message") or "")
 
 
+def _is_network_fault(exc: Exception) -> bool:
+    """A fault of the way to the server, not of the request: no connection, a dropped one, a
+    timeout, an HTTP 5xx (a server restarting behind a proxy). The flows retry these."""
+    from surrealdb.errors import HttpStatusError, TransportError
+
+    if isinstance(exc, HttpStatusError):
+        return exc.status >= 500
+    return isinstance(exc, TransportError)
+
+
 def _scrub(text: str, creds: Credentials) -> str:
-    """Remove any secret the SDK may have echoed into an error message."""
+    """Remove any secret the SDK may have echoed into an error message: the password of a
+    URL it quotes (`user:password@`), the configured password and token."""
+    text = redact_text(text)
     for secret in (creds.password, creds.token):
         if secret is not None and secret.get_secret_value():
             text = text.replace(secret.get_secret_value(), "***")

@@ -10,12 +10,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
+from spectron_backup.backup import SourceConnections
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef
 from spectron_backup.manifest import new_backup_id
 from spectron_backup.policies import PolicySet
 from spectron_backup.stores.base import Store
-from spectron_backup.surreal import SurrealConnection
 from spectron_backup.sweep import sweep_database
 from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES
 
@@ -27,7 +27,7 @@ from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES
     **LONG_STEP_RETRIES,  # a retry is safe: the sweep plans again from what is there now
 )
 def sweep_context(
-    conn: SurrealConnection,
+    connections: SourceConnections,
     ref: DatabaseRef,
     policies: PolicySet,
     config: Config,
@@ -36,22 +36,23 @@ def sweep_context(
     force: bool,
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    report = sweep_database(
-        conn,
-        ref.ns,
-        ref.db,
-        policies,
-        now=now,
-        dry_run=dry_run,
-        batch_size=config.sweep.batch_size,
-        max_delete_fraction=config.sweep.max_delete_fraction,
-        guard_allowance=config.sweep.guard_allowance,
-        valid_until_grace=config.sweep.valid_until_grace,
-        force=force,
-        context=ref.context,
-        tables=config.sweep.tables,
-        fields=config.sweep.fields,
-    )
+    with connections.exclusive() as conn:  # a new one on each retry when the last was lost
+        report = sweep_database(
+            conn,
+            ref.ns,
+            ref.db,
+            policies,
+            now=now,
+            dry_run=dry_run,
+            batch_size=config.sweep.batch_size,
+            max_delete_fraction=config.sweep.max_delete_fraction,
+            guard_allowance=config.sweep.guard_allowance,
+            valid_until_grace=config.sweep.valid_until_grace,
+            force=force,
+            context=ref.context,
+            tables=config.sweep.tables,
+            fields=config.sweep.fields,
+        )
     verb = "would delete" if dry_run else "deleted"
     logger.info(
         "%s: %s %d records, held %d entities, left %d changed during the sweep",
