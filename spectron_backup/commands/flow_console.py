@@ -13,6 +13,10 @@ Two things Prefect does by default are wrong for an operator at a terminal:
   about 70 s retrying to record the crash on it before exiting 1. Here the temporary server
   is started with SIGINT blocked (a child keeps its parent's signal mask), so Ctrl-C reaches
   only this process; the server is stopped (SIGTERM) when the command ends.
+- it gives that server 20 s to answer (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS),
+  but the first start on a new PREFECT_HOME creates and migrates its database: 22.7 s on an
+  idle 2-core machine, so the very first `demo` or `backup` could fail with a traceback.
+  Here it gets at least STARTUP_SECONDS, and a server that does not answer is one error line.
 
 Prefect is imported only inside these functions: the core package must not import it when
 it is imported.
@@ -26,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from spectron_backup.errors import SpectronBackupError
+from spectron_backup.errors import OperationFailed, SpectronBackupError
 from spectron_backup.urls import redact_text
 
 if TYPE_CHECKING:
@@ -35,6 +39,9 @@ if TYPE_CHECKING:
 #: how long to wait for the logs and events of the run to reach the temporary server before
 #: it is stopped (as Prefect's own test harness does), per kind
 DRAIN_SECONDS = 5.0
+#: the least time the temporary server gets to answer (see the module's docstring); a longer
+#: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins
+STARTUP_SECONDS = 120.0
 
 
 def is_own_error(exc: BaseException | None) -> bool:
@@ -99,7 +106,11 @@ def start_temporary_server() -> SubprocessASGIServer | None:
     started now with SIGINT blocked so that it inherits that and outlives a Ctrl-C long
     enough to record the crashed run; None when there is an API to use, or a server some
     other code started (not ours to stop)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
@@ -111,9 +122,17 @@ def start_temporary_server() -> SubprocessASGIServer | None:
     if not hasattr(signal, "pthread_sigmask"):  # no signal masks (Windows): as Prefect does
         return None
     # A Ctrl-C meanwhile stays pending and is raised as soon as the mask is restored.
+    timeout = max(STARTUP_SECONDS, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        server.start()
+        server.start(timeout=int(timeout))
+    except RuntimeError:  # Prefect's "Timed out while attempting to connect ..."
+        server.stop()
+        raise OperationFailed(
+            f"the temporary Prefect API server did not answer within {timeout:g} s (its "
+            "database is in PREFECT_HOME): run a Prefect server (`make server`) and set "
+            "PREFECT_API_URL to it, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+        ) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return server
