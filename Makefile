@@ -70,8 +70,11 @@ $(ORACLE)/node_modules/.package-lock.json: $(ORACLE)/package.json $(ORACLE)/pack
 demo: install-dev
 	$(RUN) spectron-backup demo
 
+# Two workers (pytest-xdist): the suite alone keeps about one core busy. A module's tests stay
+# on one worker, with its module-scoped fixtures (seeded stores) made once.
+TEST_WORKERS ?= 2
 test: install-dev
-	$(RUN) pytest
+	$(RUN) pytest -n $(TEST_WORKERS) --dist loadscope
 
 bench: install-dev
 	$(RUN) python -m benchmarks.run

@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each pytest-xdist worker its own Prefect home: two temporary servers must not migrate or
+    # write one SQLite database at once (the commands run without PREFECT_API_URL start one).
+    os.environ["PREFECT_HOME"] = str(Path(os.environ["PREFECT_HOME"]) / "workers" / worker)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
