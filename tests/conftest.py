@@ -22,7 +22,9 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     # Each pytest-xdist worker its own Prefect home: two temporary servers must not migrate or
     # write one SQLite database at once (the commands run without PREFECT_API_URL start one).
-    os.environ["PREFECT_HOME"] = str(Path(os.environ["PREFECT_HOME"]) / "workers" / worker)
+    home = Path(os.environ["PREFECT_HOME"]) / "workers" / worker
+    home.mkdir(parents=True, exist_ok=True)  # Prefect makes only the last level
+    os.environ["PREFECT_HOME"] = str(home)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 

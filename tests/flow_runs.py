@@ -27,14 +27,18 @@ class Webhook:
         with self.changed:
             return [m["json"].get("text", "") for m in self.received]
 
-    def wait_for(self, needle: str, timeout: float) -> str:
-        """The text of the first message containing `needle`, waiting up to `timeout` s."""
+    def wait_for(self, needle: str, timeout: float, *, after: str | None = None) -> str:
+        """The text of the first message containing `needle`, waiting up to `timeout` s; with
+        `after`, the first one received after the message whose text that is."""
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
-                for message in self.received:
-                    if needle in message["json"].get("text", ""):
-                        return message["json"]["text"]
+                texts = [message["json"].get("text", "") for message in self.received]
+                if after is not None:
+                    texts = texts[texts.index(after) + 1 :] if after in texts else []
+                for text in texts:
+                    if needle in text:
+                        return text
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
