@@ -13,11 +13,11 @@ from prefect.tasks import exponential_backoff
 from spectron_backup.backup import (
     AfterBackupFailed,
     BackupFailed,
-    SourceConnections,
     build_manifest,
 )
 from spectron_backup.config import load_config
 from spectron_backup.manifest import new_backup_id
+from spectron_backup.source import SourceConnections
 from spectron_backup.stores import open_target_store
 from tasks.backup import (
     announce_backup,

@@ -7,12 +7,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from spectron_backup.backup import SourceConnections
 from spectron_backup.config import load_config
 from spectron_backup.discovery import discover, require_selected
 from spectron_backup.durations import time_option
 from spectron_backup.errors import OperationFailed, UsageError
 from spectron_backup.manifest import rfc3339
+from spectron_backup.source import SourceConnections
 from spectron_backup.stores import open_target_store
 from spectron_backup.sweep import sweep_clock
 from tasks.events import emit_spectron_event

@@ -10,7 +10,6 @@ from prefect.cache_policies import NONE
 
 from spectron_backup.backup import (
     RemovedDuringBackup,
-    SourceConnections,
     backup_database,
     choose_tiers,
     write_checked_manifest,
@@ -20,6 +19,7 @@ from spectron_backup.discovery import DatabaseRef, Discovery, discover
 from spectron_backup.encryption import short_key
 from spectron_backup.manifest import DatabaseEntry, Manifest, Tier
 from spectron_backup.repository import Repository
+from spectron_backup.source import SourceConnections
 from spectron_backup.stores.base import Store
 from tasks.events import emit_spectron_event
 from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES

@@ -10,11 +10,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
-from spectron_backup.backup import SourceConnections
 from spectron_backup.config import Config
 from spectron_backup.discovery import DatabaseRef
 from spectron_backup.manifest import new_backup_id
 from spectron_backup.policies import PolicySet
+from spectron_backup.source import SourceConnections
 from spectron_backup.stores.base import Store
 from spectron_backup.sweep import sweep_database
 from tasks.retries import LONG_STEP_RETRIES, SHORT_STEP_RETRIES

@@ -185,8 +185,8 @@ def test_a_dropped_server_connection_is_transient_and_not_reused(
     """The SDK does not reconnect a dropped WebSocket: a retry on the same connection could
     never succeed, so the connection says it is broken and the flows' connections open a new
     one for the retry."""
-    from spectron_backup.backup import SourceConnections
     from spectron_backup.config import Config
+    from spectron_backup.source import SourceConnections
 
     url, seen = dropping_ws_server
     config = Config.model_validate({"source": {"url": url}, "target": {"url": "file:///tmp/x"}})

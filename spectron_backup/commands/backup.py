@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 import typer
 
-from spectron_backup.backup import check_source
 from spectron_backup.commands.config_option import ConfigPath
 from spectron_backup.commands.options import JsonOutput, reports_errors
 from spectron_backup.config import load_config
 from spectron_backup.console import err, print_json
+from spectron_backup.source import check_source
 
 
 @reports_errors

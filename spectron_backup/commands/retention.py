@@ -26,8 +26,8 @@ def _index_report(config: Any) -> tuple[dict[str, list[str]], str | None]:
     """Context database -> advised indexes; or a note on why nothing was checked."""
     if config.source.url.startswith("mem://"):
         return {}, "indexes not checked: source.url is mem:// (always empty)"
-    from spectron_backup.backup import source_credentials
     from spectron_backup.discovery import discover
+    from spectron_backup.source import source_credentials
     from spectron_backup.surreal import connect, surreal_identifier
 
     report: dict[str, list[str]] = {}
