@@ -257,18 +257,24 @@ def test_an_expire_of_a_context_the_configuration_leaves_out_is_refused_before_p
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
+def without_prefect_api(**extra: str) -> dict[str, str]:
+    """The environment of a terminal with no PREFECT_API_URL: commands start Prefect's
+    temporary server."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return {**env, "COLUMNS": "200", **extra}
+
+
 def interrupt_when_running(*args: str) -> tuple[int, str, float, int]:
     """Run the command line as from a terminal with no PREFECT_API_URL (so with Prefect's
     temporary server, a child in the same process group), and press Ctrl-C as the flow starts
     running: SIGINT to the whole process group, as a terminal sends it. Returns the exit
     status, stderr, the seconds from Ctrl-C to exit and the process group."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     process = subprocess.Popen(
         [sys.executable, "-m", "spectron_backup.cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**env, "COLUMNS": "200"},
+        env=without_prefect_api(),
         cwd=ROOT,
         start_new_session=True,
     )
@@ -333,11 +339,10 @@ def test_ctrl_c_ends_the_command_promptly_with_status_130(
 # -- the temporary Prefect server ----------------------------------------------------------------
 
 
-def without_prefect_api(**extra: str) -> dict[str, str]:
-    """The environment of a terminal with no PREFECT_API_URL: commands start Prefect's
-    temporary server."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return {**env, "COLUMNS": "200", **extra}
+def prune_config(tmp_path: Path, source: str) -> Path:
+    """A configuration whose `prune` runs a flow quickly: an empty local target."""
+    (tmp_path / "target").mkdir()
+    return write_config(tmp_path, source, f"file://{tmp_path / 'target'}")
 
 
 def test_the_first_command_on_a_new_prefect_home_waits_for_its_database(
@@ -346,9 +351,7 @@ def test_the_first_command_on_a_new_prefect_home_waits_for_its_database(
     """The temporary server's first start on a new PREFECT_HOME creates and migrates its
     database (22.7 s on an idle 2-core machine, past Prefect's 20 s). With Prefect's own
     timeout at 1 s, which no new database meets, the command still waits for it."""
-    target = tmp_path / "target"
-    target.mkdir()
-    config = write_config(tmp_path, source, f"file://{target}")
+    config = prune_config(tmp_path, source)
     home = tmp_path / "new-prefect-home"
     result = subprocess.run(
         [sys.executable, "-m", "spectron_backup.cli", "prune", "--config", str(config)],
@@ -371,9 +374,7 @@ def test_a_temporary_server_that_does_not_answer_is_one_error_line(
     """A PREFECT_HOME the server cannot write its database to: it never answers. The command
     ends with one error line saying what to do, not Prefect's RuntimeError traceback (the
     wait is cut to 3 s here; a command waits STARTUP_SECONDS)."""
-    target = tmp_path / "target"
-    target.mkdir()
-    config = write_config(tmp_path, source, f"file://{target}")
+    config = prune_config(tmp_path, source)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     command = f"""
